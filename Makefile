@@ -1,0 +1,16 @@
+# The two entry points: `make run` (jobpulse on embedded defaults) and `make test` (the whole suite).
+.PHONY: run test lint bench clean
+
+run:
+	scripts/bootstrap.sh
+	.venv/bin/jobpulse up
+
+test:
+	scripts/test.sh
+
+lint:
+	scripts/bootstrap.sh
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+clean:
+	rm -rf .venv .jobpulse .pytest_cache .mypy_cache .ruff_cache

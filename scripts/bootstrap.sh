@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything jobpulse needs on a fresh Debian/Ubuntu machine, idempotently.
+#   scripts/bootstrap.sh          the runtime: a virtualenv in .venv with jobpulse installed
+#   scripts/bootstrap.sh --test   also what the test suite needs: redis-server and PostgreSQL
+# System packages are installed with apt-get when missing and we are root (or have sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null; then
+    echo "bootstrap: please install: $*" >&2
+    return 1
+  fi
+  echo "bootstrap: installing $* with apt-get" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ "$want_test" = 1 ]; then
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
+fi
+
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,postgres]'
+  touch "$stamp"
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, then pytest on SQLite and again on a throwaway PostgreSQL.
+# Tests run against real services (a redis-server process, the databases, Celery workers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== ruff"; ruff check . && ruff format --check .
+echo "== mypy"; mypy
+
+echo "== pytest (SQLite)"
+unset JOBPULSE_TEST_DATABASE_URL
+pytest "$@"
+
+echo "== pytest (PostgreSQL)"
+pgdir=$(mktemp -d /tmp/jobpulse-pg.XXXXXX)
+trap 'scripts/postgres.sh stop "$pgdir"' EXIT
+JOBPULSE_TEST_DATABASE_URL=$(scripts/postgres.sh start "$pgdir")
+export JOBPULSE_TEST_DATABASE_URL
+pytest "$@"

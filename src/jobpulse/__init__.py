@@ -1,0 +1,40 @@
+"""jobpulse: live progress for background jobs, served from Redis without touching the database."""
+
+from jobpulse.errors import (
+    AuthenticationError,
+    BadInput,
+    ConfigurationError,
+    Conflict,
+    InvalidOptions,
+    InvalidRequest,
+    JobCancelled,
+    JobError,
+    JobpulseError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from jobpulse.settings import Settings
+from jobpulse.states import TERMINAL_STATES, JobKind, State
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TERMINAL_STATES",
+    "AuthenticationError",
+    "BadInput",
+    "ConfigurationError",
+    "Conflict",
+    "InvalidOptions",
+    "InvalidRequest",
+    "JobCancelled",
+    "JobError",
+    "JobKind",
+    "JobpulseError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "Settings",
+    "State",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from jobpulse.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Exceptions to HTTP answers, in one place. Every error body is
+``{"error": {"code": "snake_case", "message": "human text"}}``; nothing a client sends yields a 500, and
+no answer carries a traceback or a file path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from jobpulse.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidOptions,
+    InvalidRequest,
+    JobpulseError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+
+__all__ = ["error_reply", "install_error_handlers", "status_of"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[JobpulseError], int]] = [
+    (AuthenticationError, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (PayloadTooLarge, 413),
+    (InvalidOptions, 422),
+    (InvalidRequest, 400),
+    (ServiceUnavailable, 503),
+]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request", 401: "not_authenticated"}
+
+
+def status_of(exc: JobpulseError) -> int:
+    """The HTTP status of a jobpulse exception."""
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+def error_reply(exc: JobpulseError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body for ``exc``; shared by FastAPI's handlers and the progress layer."""
+    status = status_of(exc)
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    if isinstance(exc, ServiceUnavailable):
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    elif isinstance(exc, AuthenticationError):
+        headers.append((b"www-authenticate", b"Bearer"))
+    if status == 500:
+        log.error("unmapped jobpulse error: %r", exc)
+        return 500, headers, error_body("internal_error", "Something went wrong on our side.")
+    return status, headers, error_body(exc.code, exc.message)
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+    response = Response(body, status_code=status)
+    for name, value in headers:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+async def _jobpulse_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobpulseError)
+    return _response(*error_reply(exc))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
+        problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg")))
+    message = "Invalid request: " + "; ".join(problems)
+    return Response(error_body("invalid_options", message), status_code=422, media_type="application/json")
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    response = Response(error_body(code, message), status_code=exc.status_code, media_type="application/json")
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return Response(
+        error_body("internal_error", "Something went wrong on our side."),
+        status_code=500,
+        media_type="application/json",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception the app can raise to the error body."""
+    app.add_exception_handler(JobpulseError, _jobpulse_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

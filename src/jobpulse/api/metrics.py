@@ -1,0 +1,56 @@
+"""Prometheus metrics, one registry per app: requests by route and status, SQL statements by route.
+
+The SQL count per route is how operators see the zero-SQL rule hold in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from jobpulse.db.engine import StatementCounter
+
+__all__ = ["Metrics"]
+
+
+class _SqlCollector(Collector):
+    def __init__(self, counter: StatementCounter) -> None:
+        self._counter = counter
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "jobpulse_sql_statements", "SQL statements executed, by the route that ran them", labels=["route"]
+        )
+        for route, count in sorted(self._counter.by_route.items()):
+            family.add_metric([route], count)
+        yield family
+
+
+class Metrics:
+    """The app's registry and the counters the request path increments."""
+
+    def __init__(self, statements: StatementCounter) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "jobpulse_http_requests",
+            "HTTP requests answered, by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.registry.register(_SqlCollector(statements))
+        self._children: dict[tuple[str, str, int], Counter] = {}
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        """Count one answered request (label children are cached: this runs on every poll)."""
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(method, route, str(status))
+        child.inc()
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,141 @@
+"""The progress read path: Redis only, zero SQL, and lean enough to run near a bare ASGI app's speed.
+
+:class:`ProgressEndpoint` answers a progress request from one ``HGETALL``; :class:`ProgressLayer` is a
+small ASGI layer in front of FastAPI that serves the progress routes with it directly, because the
+framework's per-request machinery costs more than the work itself (docs/architecture.md has the numbers).
+FastAPI declares the same routes (for OpenAPI) and calls the same endpoint, so both paths answer alike.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from jobpulse.api.errors import error_reply
+from jobpulse.api.metrics import Metrics
+from jobpulse.auth import TokenVerifier, bearer_token
+from jobpulse.errors import JobpulseError
+from jobpulse.progress.record import PollPolicy, render_progress, render_unknown
+from jobpulse.progress.store import AsyncProgressStore
+from jobpulse.states import JobKind
+
+__all__ = ["JOB_KINDS", "VIDEO_KINDS", "ProgressEndpoint", "ProgressLayer", "Reply"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JOB_KINDS = frozenset({JobKind.SPREADSHEET_IMPORT.value.encode(), JobKind.AI_INFERENCE.value.encode()})
+VIDEO_KINDS = frozenset({JobKind.VIDEO.value.encode()})
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_COMMON = [(b"content-type", b"application/json"), (b"cache-control", b"private, no-cache")]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete HTTP answer."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip()
+        if candidate.startswith(b"W/"):
+            candidate = candidate[2:]
+        if candidate in (etag, b"*"):
+            return True
+    return False
+
+
+class ProgressEndpoint:
+    """Answers ``GET .../{id}/progress/`` for the caller: their record, or UNKNOWN."""
+
+    def __init__(self, store: AsyncProgressStore, verifier: TokenVerifier, policy: PollPolicy) -> None:
+        self.store = store
+        self.verifier = verifier
+        self.policy = policy
+
+    async def reply(
+        self, job_id: str, authorization: bytes | None, if_none_match: bytes | None, kinds: frozenset[bytes]
+    ) -> Reply:
+        try:
+            owner = self.verifier.owner(bearer_token(authorization)).encode()
+            raw = await self.store.read(job_id) if _UUID.fullmatch(job_id) else None
+        except JobpulseError as exc:
+            return Reply(*error_reply(exc))
+        if raw is None or raw.get(b"owner") != owner or raw.get(b"kind") not in kinds:
+            return Reply(200, _COMMON, render_unknown(job_id, self.policy))
+        etag = b'"' + raw[b"version"] + b'"'
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
+            return Reply(304, [(b"etag", etag), (b"cache-control", b"private, no-cache")], b"")
+        body = render_progress(job_id, raw, int(time.time() * 1000), self.policy)
+        return Reply(200, [*_COMMON, (b"etag", etag)], body)
+
+
+# /jobs/{id}/progress/ and /media/videos/{id}/progress/ (the trailing slash is optional).
+_ROUTES = [
+    (re.compile(r"/jobs/([^/]+)/progress/?"), "/jobs/{job_id}/progress/", JOB_KINDS),
+    (re.compile(r"/media/videos/([^/]+)/progress/?"), "/media/videos/{video_id}/progress/", VIDEO_KINDS),
+]
+
+
+class ProgressLayer:
+    """ASGI layer: serves the progress routes itself, hands everything else to ``app``, counts both."""
+
+    def __init__(self, app: ASGIApp, endpoint: ProgressEndpoint, metrics: Metrics) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            path = scope["path"]
+            for pattern, template, kinds in _ROUTES:
+                match = pattern.fullmatch(path)
+                if match:
+                    await self._progress(scope, send, match.group(1).lower(), template, kinds)
+                    return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.count_request(method, route, status)
+
+    async def _progress(
+        self, scope: Scope, send: Send, job_id: str, template: str, kinds: frozenset[bytes]
+    ) -> None:
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"if-none-match":
+                if_none_match = value
+        reply = await self.endpoint.reply(job_id, authorization, if_none_match, kinds)
+        headers = reply.headers
+        if reply.body:
+            headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else reply.body
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.count_request(scope["method"], template, reply.status)

@@ -1,0 +1,227 @@
+"""``/jobs/``: submit, list, read, cancel, and read the imported rows. Progress is Redis-only."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from jobpulse.api.deps import Owner, Services, ServicesDep
+from jobpulse.api.progress import JOB_KINDS
+from jobpulse.api.records import job_record, links
+from jobpulse.api.uploads import receive_upload
+from jobpulse.db.repository import NewJob
+from jobpulse.errors import (
+    Conflict,
+    InvalidOptions,
+    InvalidRequest,
+    JobpulseError,
+    NotFound,
+    ServiceUnavailable,
+)
+from jobpulse.progress.record import ProgressUpdate, progress_body
+from jobpulse.spreadsheet.options import parse_options
+from jobpulse.states import JobKind, State
+from jobpulse.worker.app import TASKS
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_OPTION_PARSERS = {JobKind.SPREADSHEET_IMPORT: parse_options}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+async def progress_of(services: Services, job_id: str) -> dict[str, Any] | None:
+    raw = await services.store.read(job_id)
+    if raw is None:
+        return None
+    return progress_body(job_id, raw, int(time.time() * 1000), services.policy)
+
+
+def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
+    """Send the job's Celery message; 503 if the broker cannot take it."""
+    name, queue = TASKS[kind]
+    try:
+        services.celery.send_task(
+            name,
+            args=[job_id],
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # kombu raises its own and the transport's errors
+        raise ServiceUnavailable("The job queue is unreachable; try again shortly.", code="broker_unavailable") from exc
+
+
+@router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
+async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> Response:
+    job_id = str(uuid.uuid4())
+    folder = services.settings.upload_dir / job_id
+    upload = await receive_upload(request, folder, max_file_bytes=services.settings.max_upload_bytes)
+    try:
+        kind_name = upload.fields.get("kind", "").strip()
+        try:
+            kind = JobKind(kind_name)
+        except ValueError:
+            raise InvalidOptions(
+                f"Unknown job kind {kind_name!r}; expected one of: spreadsheet_import, ai_inference.",
+                code="invalid_kind",
+            ) from None
+        parser = _OPTION_PARSERS.get(kind)
+        if parser is None:
+            hint = " Upload videos to /media/videos/." if kind is JobKind.VIDEO else ""
+            raise InvalidOptions(f"Jobs of kind {kind.value!r} are not accepted here.{hint}", code="invalid_kind")
+        if upload.file is None:
+            raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
+        if upload.file.size_bytes == 0:
+            raise InvalidRequest("The uploaded file is empty.", code="empty_file")
+        options = parser(upload.fields.get("options")).model_dump(mode="json", exclude_none=True)
+        new = NewJob(
+            id=job_id,
+            kind=kind.value,
+            owner=owner,
+            options=options,
+            input_filename=upload.file.filename,
+            input_size_bytes=upload.file.size_bytes,
+            input_content_type=upload.file.content_type,
+        )
+        body = await _queue_job(services, new, kind)
+    except JobpulseError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    body["links"] = links(f"{request.url.scheme}://{request.url.netloc}/jobs", job_id)
+    return json_response(body, 202, {"location": body["links"]["self"]})
+
+
+async def _queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str, Any]:
+    """DB row, PENDING record, Celery message; undone if a later step fails, so no job is left unrun."""
+    await run_in_threadpool(services.jobs.create, new)
+    try:
+        await services.store.write(
+            new.id, ProgressUpdate(State.PENDING, percent=0.0, message="Waiting for a worker"),
+            owner=new.owner, kind=new.kind, create=True,
+        )
+        body = await progress_of(services, new.id)
+        await run_in_threadpool(enqueue, services, kind, new.id)
+    except JobpulseError:
+        await run_in_threadpool(services.jobs.delete, new.id)
+        try:
+            await services.store.delete(new.id)
+        except ServiceUnavailable:
+            pass  # the record expires on its own
+        raise
+    assert body is not None
+    return body
+
+
+@router.get("/", summary="The caller's jobs, newest first")
+def list_jobs(
+    services: ServicesDep,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    kinds = [JobKind.SPREADSHEET_IMPORT.value, JobKind.AI_INFERENCE.value]
+    jobs, next_cursor = services.jobs.list(owner, kinds=kinds, limit=limit, cursor=cursor)
+    return json_response({"items": [job_record(job) for job in jobs], "next_cursor": next_cursor})
+
+
+def _own_job(services: Services, owner: str, job_id: str) -> Any:
+    job = services.jobs.get(job_id, owner=owner) if _is_uuid(job_id) else None
+    if job is None or job.kind.encode() not in JOB_KINDS:
+        raise NotFound("No such job.")
+    return job
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+@router.get("/{job_id}/", summary="The job's DB record")
+def get_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
+    return json_response(job_record(_own_job(services, owner, job_id)))
+
+
+@router.get(
+    "/{job_id}/progress/",
+    summary="Live progress, from Redis only (no SQL); UNKNOWN when there is no record",
+)
+async def get_progress(
+    job_id: str,
+    request: Request,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    # Normally answered by ProgressLayer before FastAPI; this route documents it and serves it if the
+    # layer is not in front (the same endpoint object answers either way).
+    services: Services = request.app.state.services
+    reply = await services.progress.reply(
+        job_id.lower(),
+        request.headers.get("authorization", "").encode() or None,
+        if_none_match.encode() if if_none_match else None,
+        JOB_KINDS,
+    )
+    return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
+
+
+@router.get("/{job_id}/rows/", summary="The rows a spreadsheet job imported, in file order")
+def get_rows(
+    job_id: str,
+    services: ServicesDep,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Response:
+    job = _own_job(services, owner, job_id)
+    if job.kind != JobKind.SPREADSHEET_IMPORT.value:
+        raise NotFound("Only spreadsheet imports have rows.")
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
+    rows = services.jobs.rows(job_id, after=int(cursor or 0), limit=limit)
+    next_cursor = str(rows[-1].row_number) if len(rows) == limit else None
+    items = [{"row_number": row.row_number, "data": row.data} for row in rows]
+    return json_response({"items": items, "next_cursor": next_cursor})
+
+
+@router.post("/{job_id}/cancel/", status_code=202, summary="Cancel a job; 409 if it already ended")
+async def cancel_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
+    job = await run_in_threadpool(_own_job, services, owner, job_id)
+    return json_response(await cancel(services, job), 202)
+
+
+async def cancel(services: Services, job: Any) -> dict[str, Any]:
+    """Cancel ``job`` (DB first, then Redis); the worker notices at its next progress report."""
+    if State(job.state).terminal:
+        raise Conflict(f"The job already ended ({job.state}).", code="already_terminal")
+    done = await run_in_threadpool(services.jobs.finish, job.id, State.CANCELLED, owner=job.owner)
+    if not done:
+        raise Conflict("The job already ended.", code="already_terminal")
+    try:
+        last = await progress_of(services, job.id) or {}
+        update = ProgressUpdate(
+            State.CANCELLED,
+            percent=last.get("percent"),
+            current=last.get("current"),
+            total=last.get("total"),
+            message="Cancelled by its owner",
+        )
+        await services.store.write(job.id, update, owner=job.owner, kind=job.kind)
+        body = await progress_of(services, job.id)
+    except ServiceUnavailable:
+        body = None
+    if body is None:
+        fresh = await run_in_threadpool(services.jobs.get, job.id)
+        body = job_record(fresh) if fresh is not None else {"id": job.id, "state": State.CANCELLED.value}
+    return body

@@ -1,0 +1,184 @@
+"""The ``jobpulse`` command: ``up`` for the embedded all-in-one run, and the parts of a real deployment
+(``serve``, ``worker``, ``migrate``, ``token create``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from jobpulse.auth import mint_token
+from jobpulse.db.engine import create_db_engine
+from jobpulse.db.migrate import upgrade
+from jobpulse.embedded import RedisCommand
+from jobpulse.errors import ConfigurationError
+from jobpulse.settings import Settings
+from jobpulse.supervisor import ProcessGroup
+
+__all__ = ["main"]
+
+_DATA_DIR = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder [JOBPULSE_DATA_DIR or .jobpulse]"
+)
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        os.environ["JOBPULSE_DATA_DIR"] = str(data_dir)
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """jobpulse: live progress for background jobs."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@_DATA_DIR
+def up(host: str, port: int, data_dir: Path | None) -> None:
+    """Run everything: Redis (unless REDIS_URL is set), migrations, the API and one worker."""
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        secret = settings.ensure_secret_key()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    group = ProcessGroup()
+    env = dict(os.environ, JOBPULSE_SECRET_KEY=secret, JOBPULSE_DATA_DIR=str(settings.data_dir.resolve()))
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        if settings.redis_url is None:
+            redis_server = RedisCommand(settings.data_dir)
+            group.start("redis", redis_server.argv, env)
+            redis_server.wait_ready()
+            env["REDIS_URL"] = redis_server.url
+        env["DATABASE_URL"] = settings.resolved_database_url
+        upgrade(create_db_engine(env["DATABASE_URL"]))
+        me = [sys.executable, "-m", "jobpulse"]
+        group.start("api", [*me, "serve", "--host", host, "--port", str(port)], env)
+        group.start("worker", [*me, "worker"], env)
+        url = f"http://{host}:{port}"
+        _wait_http(f"{url}/healthz", group)
+        token = mint_token(secret, "local", 30 * 86400)
+        click.echo(f"jobpulse is up at {url}  (Ctrl-C stops it)")
+        click.echo(f"token for user 'local': {token}")
+        click.echo(f'try: curl -H "Authorization: Bearer $TOKEN" {url}/jobs/')
+        name, code = group.wait_any()
+        click.echo(f"jobpulse: {name} exited with code {code}; stopping", err=True)
+        code = code or 1
+    except SystemExit as exc:
+        code = 0 if exc.code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        group.stop()
+    sys.exit(code)
+
+
+def _wait_http(url: str, group: ProcessGroup, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in group.children:
+            if child.poll() is not None:
+                raise click.ClickException(f"{name} exited during start-up (code {child.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (our own localhost URL)
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise click.ClickException(f"the API did not answer at {url}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes")
+@click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True)
+@_DATA_DIR
+def serve(host: str, port: int, workers: int, server: str, data_dir: Path | None) -> None:
+    """Run the API server (REDIS_URL, DATABASE_URL and JOBPULSE_SECRET_KEY from the environment)."""
+    settings = _settings(data_dir)
+    try:
+        settings.require_redis_url()
+        settings.require_secret_key()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    target = "jobpulse.api.app:app_from_env"
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="warning")
+        return
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, factory=True,
+        log_access=False, backlog=2048,
+    ).serve()
+
+
+@main.command()
+@click.option("--queues", default=None, help="Comma-separated queues [all]")
+@click.option("--concurrency", type=int, default=None, help="Pool processes [CPU count]")
+@_DATA_DIR
+def worker(queues: str | None, concurrency: int | None, data_dir: Path | None) -> None:
+    """Run a Celery worker for jobpulse's jobs."""
+    from jobpulse.worker.app import QUEUES, create_celery
+
+    settings = _settings(data_dir)
+    try:
+        settings.require_secret_key()
+        app = create_celery(settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    argv = ["worker", "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"]
+    argv += ["--queues", queues or ",".join(QUEUES)]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main(argv)
+
+
+@main.command()
+@_DATA_DIR
+def migrate(data_dir: Path | None) -> None:
+    """Create or upgrade the database schema."""
+    settings = _settings(data_dir)
+    upgrade(create_db_engine(settings.resolved_database_url))
+    click.echo("database is up to date")
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens."""
+
+
+@token.command("create")
+@click.argument("user")
+@click.option("--ttl", default=None, type=int, help="Seconds until it expires [JOBPULSE_TOKEN_DEFAULT_TTL_SECONDS]")
+@_DATA_DIR
+def token_create(user: str, ttl: int | None, data_dir: Path | None) -> None:
+    """Print a token for USER, signed with the deployment's secret."""
+    settings = _settings(data_dir)
+    try:
+        secret = settings.require_secret_key()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(mint_token(secret, user, ttl or settings.token_default_ttl_seconds))

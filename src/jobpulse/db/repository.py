@@ -1,0 +1,209 @@
+"""Reads and writes of the durable job record. Terminal transitions are conditional updates, so the
+database, not Python, decides which of two racing writers (a worker finishing, an owner cancelling) wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobpulse.db.models import ImportRow, Job
+from jobpulse.errors import InvalidRequest
+from jobpulse.states import TERMINAL_STATES, State
+
+__all__ = ["JobRepository", "NewJob", "utcnow"]
+
+_ACTIVE = [s.value for s in State if not s.terminal and s is not State.UNKNOWN]
+_TERMINAL = [s.value for s in TERMINAL_STATES]
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored moment is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What a submission knows about a job before it is queued."""
+
+    id: str
+    kind: str
+    owner: str
+    options: dict[str, Any]
+    input_filename: str
+    input_size_bytes: int
+    input_content_type: str | None
+
+
+def _encode_cursor(job: Job) -> str:
+    created = as_utc(job.created_at)
+    assert created is not None
+    raw = f"{created.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, job_id = raw.partition("|")
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest("The cursor is not valid.", code="invalid_cursor") from exc
+
+
+class JobRepository:
+    """The ``jobs`` and ``import_rows`` tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def create(self, new: NewJob) -> Job:
+        """Insert a PENDING job."""
+        job = Job(
+            id=new.id,
+            kind=new.kind,
+            owner=new.owner,
+            state=State.PENDING.value,
+            percent=None,
+            options=new.options,
+            input_filename=new.input_filename,
+            input_size_bytes=new.input_size_bytes,
+            input_content_type=new.input_content_type,
+            attempts=0,
+            created_at=utcnow(),
+        )
+        with self.session() as session, session.begin():
+            session.add(job)
+        return job
+
+    def get(self, job_id: str, *, owner: str | None = None) -> Job | None:
+        """The job, if it exists (and belongs to ``owner`` when given)."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            return None
+        return job
+
+    def list(
+        self, owner: str, *, kinds: Sequence[str], limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """The owner's jobs of ``kinds``, newest first, and the cursor of the next page."""
+        query = select(Job).where(Job.owner == owner, Job.kind.in_(kinds))
+        if cursor:
+            created, job_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+            )
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        with self.session() as session:
+            jobs = list(session.scalars(query))
+        next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+        return jobs[:limit], next_cursor
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job that could not be queued."""
+        with self.session() as session, session.begin():
+            session.execute(delete(Job).where(Job.id == job_id))
+
+    def start(self, job_id: str, state: State) -> bool:
+        """Move an active job to ``state`` (RUNNING or PROCESSING), counting the attempt.
+
+        False when the job is already terminal (cancelled while queued, or a duplicate delivery).
+        """
+        now = utcnow()
+        with self.session() as session, session.begin():
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state not in _ACTIVE:
+                return False
+            job.state = state.value
+            job.attempts += 1
+            job.started_at = job.started_at or now
+        return True
+
+    def set_state(self, job_id: str, state: State) -> bool:
+        """Record a non-terminal transition (e.g. FALLBACK_TO_GPU); False if the job is terminal."""
+        with self.session() as session, session.begin():
+            done = session.execute(
+                update(Job).where(Job.id == job_id, Job.state.in_(_ACTIVE)).values(state=state.value)
+            )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def finish(
+        self,
+        job_id: str,
+        state: State,
+        *,
+        percent: float | None = None,
+        error_reason: str | None = None,
+        result: dict[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Record a terminal state, unless the job is terminal already (the first writer wins)."""
+        assert state.terminal
+        conditions = [Job.id == job_id, Job.state.in_(_ACTIVE)]
+        if owner is not None:
+            conditions.append(Job.owner == owner)
+        values: dict[str, Any] = {"state": state.value, "finished_at": utcnow(), "error_reason": error_reason}
+        if percent is not None:
+            values["percent"] = percent
+        if result is not None:
+            values["result"] = result
+        with self.session() as session, session.begin():
+            done = session.execute(update(Job).where(*conditions).values(**values))
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def delete_rows(self, job_id: str) -> None:
+        """Forget the rows of an earlier, interrupted attempt (or of a cancelled import)."""
+        with self.session() as session, session.begin():
+            session.execute(delete(ImportRow).where(ImportRow.job_id == job_id))
+
+    def insert_rows(self, job_id: str, rows: Iterable[tuple[int, dict[str, Any]]]) -> int:
+        """Insert a batch of valid rows; COPY on PostgreSQL, executemany elsewhere."""
+        batch = list(rows)
+        if not batch:
+            return 0
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg":
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.cursor() as cursor, cursor.copy(
+                    "COPY import_rows (job_id, row_number, data) FROM STDIN"
+                ) as copy:
+                    for number, data in batch:
+                        copy.write_row((job_id, number, orjson.dumps(data).decode()))
+            else:
+                conn.execute(
+                    insert(ImportRow),
+                    [{"job_id": job_id, "row_number": number, "data": data} for number, data in batch],
+                )
+        return len(batch)
+
+    def rows(self, job_id: str, *, after: int, limit: int) -> list[ImportRow]:
+        """Imported rows after row number ``after``, in file order."""
+        query = (
+            select(ImportRow)
+            .where(ImportRow.job_id == job_id, ImportRow.row_number > after)
+            .order_by(ImportRow.row_number)
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.scalars(query))

@@ -1,0 +1,120 @@
+"""The exceptions jobpulse raises, under one root.
+
+Each carries a stable snake_case ``code`` and a ``message`` written for the end user; the API maps them
+to HTTP answers in one place (:mod:`jobpulse.api.errors`)::
+
+    JobpulseError
+    ├── ConfigurationError        settings that cannot work (no secret key, a bad URL)
+    ├── ServiceUnavailable        Redis or the broker cannot be reached (HTTP 503)
+    ├── AuthenticationError       missing, expired or forged token (HTTP 401)
+    ├── NotFound                  no such job, or not the caller's (HTTP 404)
+    ├── Conflict                  the job's state forbids the action, e.g. cancel a finished job (HTTP 409)
+    ├── InvalidRequest            a malformed request (HTTP 400)
+    │   ├── PayloadTooLarge       an upload over its size limit (HTTP 413)
+    │   └── InvalidOptions        options or fields that fail validation (HTTP 422)
+    └── JobError                  raised inside a worker; ends the job
+        ├── BadInput              the input is unacceptable: REJECTED_BAD_INPUT with ``message`` as reason
+        └── JobCancelled          the owner cancelled the job; the worker stops at its next report
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadInput",
+    "ConfigurationError",
+    "Conflict",
+    "InvalidOptions",
+    "InvalidRequest",
+    "JobCancelled",
+    "JobError",
+    "JobpulseError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+]
+
+
+class JobpulseError(Exception):
+    """The root of every jobpulse exception."""
+
+    code = "jobpulse_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigurationError(JobpulseError):
+    """Settings that cannot work."""
+
+    code = "configuration_error"
+
+
+class ServiceUnavailable(JobpulseError):
+    """Redis or the broker cannot be reached; the client should retry after ``retry_after`` seconds."""
+
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(JobpulseError):
+    """A missing, expired or forged bearer token."""
+
+    code = "not_authenticated"
+
+
+class NotFound(JobpulseError):
+    """No such resource, or one the caller does not own (the two are indistinguishable)."""
+
+    code = "not_found"
+
+
+class Conflict(JobpulseError):
+    """The resource's state forbids the action."""
+
+    code = "conflict"
+
+
+class InvalidRequest(JobpulseError):
+    """A malformed request."""
+
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """An upload over its size limit."""
+
+    code = "payload_too_large"
+
+
+class InvalidOptions(InvalidRequest):
+    """Options or fields that fail validation."""
+
+    code = "invalid_options"
+
+
+class JobError(JobpulseError):
+    """Raised inside a worker to end the job."""
+
+    code = "job_error"
+
+
+class BadInput(JobError):
+    """The input is unacceptable; ``message`` is shown to the end user as ``error_reason``."""
+
+    code = "bad_input"
+
+
+class JobCancelled(JobError):
+    """The job was cancelled by its owner while it ran."""
+
+    code = "cancelled"
+
+    def __init__(self, message: str = "The job was cancelled.", *, code: str | None = None) -> None:
+        super().__init__(message, code=code)

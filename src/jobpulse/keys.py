@@ -1,0 +1,48 @@
+"""Every Redis key jobpulse uses, and the TTL policy of progress records.
+
+The keyspace at a glance (``P`` is ``Settings.key_prefix``, ``jp:`` by default)::
+
+    P p:{id}        hash   the progress record of job or video {id}; TTL active / terminal
+    P ev:{id}       channel  each accepted progress write is PUBLISHed here (for push clients)
+    P lock:{id}     string the lease of the worker running {id}; TTL job_lock_seconds
+    (Celery's own keys: the broker queues, "unacked" and friends, under their own names)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobpulse.settings import Settings
+
+__all__ = ["Keyspace"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Key names and lifetimes, derived from settings once."""
+
+    prefix: str
+    active_ttl_ms: int
+    terminal_ttl_ms: int
+    lock_ttl_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keyspace:
+        return cls(
+            prefix=settings.key_prefix,
+            active_ttl_ms=settings.progress_ttl_seconds * 1000,
+            terminal_ttl_ms=settings.terminal_progress_ttl_seconds * 1000,
+            lock_ttl_ms=settings.job_lock_seconds * 1000,
+        )
+
+    def progress(self, job_id: str) -> str:
+        """The progress record's hash."""
+        return f"{self.prefix}p:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        """The channel accepted writes are published on."""
+        return f"{self.prefix}ev:{job_id}"
+
+    def lock(self, job_id: str) -> str:
+        """The running worker's lease on the job."""
+        return f"{self.prefix}lock:{job_id}"

@@ -1,0 +1,172 @@
+"""The progress record: what a worker writes, and the body every progress endpoint answers.
+
+A record is a Redis hash of short string fields (see :mod:`jobpulse.keys`); absent fields are null.
+Rendering is on the hot path of every poll, so it works on the raw ``HGETALL`` reply and returns bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from jobpulse.errors import InvalidRequest
+from jobpulse.settings import Settings
+from jobpulse.states import State
+
+__all__ = ["PollPolicy", "ProgressUpdate", "render_progress", "render_unknown", "unknown_body"]
+
+# Fields a writer sets; "updated_at" and "version" are the Lua script's.
+UPDATE_FIELDS = ("percent", "current", "total", "stage", "message", "error_reason", "eta_seconds")
+_TEXT_LIMIT = 1000  # characters; a longer text is cut (the record must stay small)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """One write of a job's progress. ``None`` clears a field (null on the wire)."""
+
+    state: State
+    percent: float | None = None
+    current: float | None = None
+    total: float | None = None
+    stage: str | None = None
+    message: str | None = None
+    error_reason: str | None = None
+    eta_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is State.UNKNOWN:
+            raise InvalidRequest("UNKNOWN is never written; it is the absence of a record")
+        if self.percent is not None and not (0.0 <= self.percent <= 100.0):
+            raise InvalidRequest(f"percent must be within 0..100, not {self.percent}")
+        for name in ("percent", "current", "total", "eta_seconds"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidRequest(f"{name} must be a finite number")
+
+    def fields(self) -> list[str]:
+        """The field/value pairs the Lua script takes; an empty value removes the field."""
+        out: list[str] = []
+        for name in UPDATE_FIELDS:
+            value = getattr(self, name)
+            out.append(name)
+            if value is None:
+                out.append("")
+            elif isinstance(value, str):
+                out.append(value[:_TEXT_LIMIT])
+            else:
+                out.append(_number(value))
+        return out
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(round(float(value), 3))
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """The ``poll_after_ms`` hint: poll often while a job moves, seldom while it waits.
+
+    - terminal: null (stop polling);
+    - RUNNING / PROCESSING updated within ``stall_ms``: ``active_ms``;
+    - PENDING, FALLBACK_TO_GPU, or a running job that has not moved for ``stall_ms``: ``idle_ms``;
+    - UNKNOWN: ``unknown_ms`` (clients grow their own interval while an id stays unknown).
+    """
+
+    active_ms: int = 1000
+    idle_ms: int = 3000
+    unknown_ms: int = 2000
+    stall_ms: int = 10_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PollPolicy:
+        return cls(
+            active_ms=settings.poll_active_ms,
+            idle_ms=settings.poll_idle_ms,
+            unknown_ms=settings.poll_unknown_ms,
+            stall_ms=int(settings.poll_stall_seconds * 1000),
+        )
+
+    def hint(self, state: State, updated_at_ms: int, now_ms: int) -> int | None:
+        """The hint for a record in ``state`` last written at ``updated_at_ms``."""
+        if state.terminal:
+            return None
+        if state in (State.RUNNING, State.PROCESSING) and now_ms - updated_at_ms < self.stall_ms:
+            return self.active_ms
+        return self.idle_ms
+
+
+def _num(raw: bytes | None) -> int | float | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return float(raw)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode()
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """``2026-11-27T08:00:00.123Z`` for a millisecond timestamp."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def progress_body(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: PollPolicy) -> dict[str, Any]:
+    """The wire body of a known record (``raw`` is the ``HGETALL`` reply)."""
+    state = State(raw[b"state"].decode())
+    updated_at_ms = int(raw.get(b"updated_at", b"0"))
+    return {
+        "id": job_id,
+        "kind": _text(raw.get(b"kind")),
+        "state": state.value,
+        "terminal": state.terminal,
+        "percent": _num(raw.get(b"percent")),
+        "current": _num(raw.get(b"current")),
+        "total": _num(raw.get(b"total")),
+        "stage": _text(raw.get(b"stage")),
+        "message": _text(raw.get(b"message")),
+        "error_reason": _text(raw.get(b"error_reason")),
+        "eta_seconds": _num(raw.get(b"eta_seconds")),
+        "updated_at": iso_ms(updated_at_ms),
+        "version": int(raw.get(b"version", b"0")),
+        "poll_after_ms": policy.hint(state, updated_at_ms, now_ms),
+    }
+
+
+def unknown_body(job_id: str, policy: PollPolicy) -> dict[str, Any]:
+    """The wire body for an id with no record the caller may see."""
+    return {
+        "id": job_id,
+        "kind": None,
+        "state": State.UNKNOWN.value,
+        "terminal": False,
+        "percent": None,
+        "current": None,
+        "total": None,
+        "stage": None,
+        "message": None,
+        "error_reason": None,
+        "eta_seconds": None,
+        "updated_at": None,
+        "version": 0,
+        "poll_after_ms": policy.unknown_ms,
+    }
+
+
+def render_progress(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: PollPolicy) -> bytes:
+    """:func:`progress_body` serialized."""
+    return orjson.dumps(progress_body(job_id, raw, now_ms, policy))
+
+
+def render_unknown(job_id: str, policy: PollPolicy) -> bytes:
+    """:func:`unknown_body` serialized."""
+    return orjson.dumps(unknown_body(job_id, policy))

@@ -1,0 +1,154 @@
+"""The worker's side of progress: one :class:`Reporter` per running job.
+
+A job may call :meth:`Reporter.update` as often as it likes (every row of a million-row import); the
+reporter keeps the latest values and writes at most one update per ``min_interval`` (5 a second by
+default). State changes and the final write always go through. Each write also tells the job whether it
+was cancelled: the Lua script refuses a write to a terminal record, and the reporter raises
+:class:`~jobpulse.errors.JobCancelled` so the job stops at its next report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from jobpulse.errors import JobCancelled, ServiceUnavailable
+from jobpulse.progress.record import ProgressUpdate
+from jobpulse.progress.store import ProgressStore, WriteResult, WriteStatus
+from jobpulse.states import State
+
+__all__ = ["Reporter"]
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Coalescing progress writer for one job."""
+
+    def __init__(
+        self,
+        store: ProgressStore,
+        job_id: str,
+        *,
+        owner: str,
+        kind: str,
+        state: State,
+        min_interval: float = 0.2,
+        on_write: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.owner = owner
+        self.kind = kind
+        self.state = state
+        self.min_interval = min_interval
+        self.on_write = on_write  # e.g. renew the worker's lease on the job
+        self.writes = 0  # accepted writes, for tests and benchmarks
+        self.current: float | None = None
+        self.total: float | None = None
+        self.percent: float | None = None
+        self.stage: str | None = None
+        self.message: str | None = None
+        self._state_started = time.monotonic()
+        self._last_write = float("-inf")
+        self._dirty = False
+
+    def update(
+        self,
+        current: float | None = None,
+        total: float | None = None,
+        *,
+        percent: float | None = None,
+        stage: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record progress; written now if the last write is ``min_interval`` old, else later.
+
+        ``percent`` defaults to ``current / total``. Cheap enough to call in a tight loop.
+        """
+        if current is not None:
+            self.current = current
+        if total is not None:
+            self.total = total
+        if percent is not None:
+            self.percent = percent
+        elif self.current is not None and self.total:
+            self.percent = min(100.0, 100.0 * self.current / self.total)
+        if stage is not None:
+            self.stage = stage
+        if message is not None:
+            self.message = message
+        self._dirty = True
+        if time.monotonic() - self._last_write >= self.min_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the latest values now, if there is anything new."""
+        if self._dirty:
+            self._write(self._update(self.state))
+
+    def transition(self, state: State, *, percent: float | None = 0.0, stage: str | None = None,
+                   message: str | None = None) -> None:
+        """Move the job to another active state (never coalesced); percent restarts."""
+        self.state = state
+        self.percent = percent
+        self.current = self.total = None
+        self.stage = stage
+        self.message = message
+        self._state_started = time.monotonic()
+        self._write(self._update(state))
+
+    def finish(self, state: State, *, error_reason: str | None = None, message: str | None = None) -> WriteResult | None:
+        """The terminal write (never coalesced). Returns None when Redis is unreachable."""
+        if state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED):
+            self.percent = 100.0
+            if self.total is not None:
+                self.current = self.total
+        update = ProgressUpdate(
+            state,
+            percent=self.percent,
+            current=self.current,
+            total=self.total,
+            stage=None,
+            message=message,
+            error_reason=error_reason,
+        )
+        try:
+            return self.store.write(self.job_id, update, owner=self.owner, kind=self.kind)
+        except ServiceUnavailable:
+            log.warning("job %s: could not write its terminal progress record", self.job_id)
+            return None
+
+    def _eta(self) -> float | None:
+        if not self.percent or self.percent >= 100.0:
+            return None
+        elapsed = time.monotonic() - self._state_started
+        return round(elapsed * (100.0 - self.percent) / self.percent, 1)
+
+    def _update(self, state: State) -> ProgressUpdate:
+        return ProgressUpdate(
+            state,
+            percent=None if self.percent is None else round(self.percent, 2),
+            current=self.current,
+            total=self.total,
+            stage=self.stage,
+            message=self.message,
+            eta_seconds=self._eta(),
+        )
+
+    def _write(self, update: ProgressUpdate) -> None:
+        self._last_write = time.monotonic()
+        self._dirty = False
+        try:
+            result = self.store.write(self.job_id, update, owner=self.owner, kind=self.kind)
+        except ServiceUnavailable:
+            # Progress is best effort: the job goes on, and the DB record stays the source of truth.
+            log.warning("job %s: progress storage unreachable, update dropped", self.job_id)
+            return
+        if result.status is WriteStatus.ACCEPTED:
+            self.writes += 1
+        elif result.status is WriteStatus.ILLEGAL and result.state.terminal:
+            raise JobCancelled(f"The job is already {result.state.value}.")
+        if self.on_write is not None:
+            self.on_write()

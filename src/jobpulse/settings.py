@@ -1,0 +1,123 @@
+"""Settings: built once from the environment (or given explicitly) and passed in.
+
+Every setting is read from ``JOBPULSE_<NAME>``; ``REDIS_URL`` and ``DATABASE_URL`` are also accepted
+under their plain names, as deployers expect. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobpulse.errors import ConfigurationError
+
+__all__ = ["Settings"]
+
+_SECRET_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    """Every knob of jobpulse, with its default. The docs list them (docs/operations.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBPULSE_", populate_by_name=True, extra="ignore")
+
+    # Services. None means the embedded default: a Redis server `jobpulse up` starts, SQLite in data_dir.
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "JOBPULSE_REDIS_URL"))
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "JOBPULSE_DATABASE_URL")
+    )
+    secret_key: str | None = Field(None, repr=False)
+    data_dir: Path = Path(".jobpulse")
+
+    # Redis keyspace and progress record lifetimes.
+    key_prefix: str = "jp:"
+    progress_ttl_seconds: int = Field(3600, gt=0)  # refreshed on every write while the job is active
+    terminal_progress_ttl_seconds: int = Field(86400, gt=0)  # once the job is terminal
+    redis_max_connections: int = Field(256, gt=0)
+    redis_timeout_seconds: float = Field(2.0, gt=0)
+
+    # Auth.
+    token_cache_seconds: float = Field(60.0, ge=0)  # how long a verified token is trusted in process
+    token_cache_size: int = Field(10_000, ge=0)
+    token_default_ttl_seconds: int = Field(86400, gt=0)  # `jobpulse token create`
+
+    # The poll_after_ms hint (docs/api.md explains the rule).
+    poll_active_ms: int = Field(1000, gt=0)  # a running job whose record moved in the last stall window
+    poll_idle_ms: int = Field(3000, gt=0)  # queued, waiting for a GPU, or stalled
+    poll_unknown_ms: int = Field(2000, gt=0)  # no record; clients grow their interval themselves
+    poll_stall_seconds: float = Field(10.0, gt=0)
+
+    # Uploads and spreadsheet limits.
+    max_upload_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    spreadsheet_max_uncompressed_bytes: int = Field(500 * 1024 * 1024, gt=0)
+    spreadsheet_max_rows: int = Field(1_000_000, gt=0)
+    spreadsheet_max_errors: int = Field(100, ge=0)  # errors kept in the result; all are counted
+    spreadsheet_batch_rows: int = Field(2000, gt=0)
+
+    # Worker.
+    reporter_min_interval_seconds: float = Field(0.2, ge=0)  # at most 5 accepted writes/s per job
+    job_time_limit_seconds: int = Field(3600, gt=0)
+    visibility_timeout_seconds: int = Field(7200, gt=0)  # must exceed job_time_limit_seconds
+    job_lock_seconds: int = Field(60, gt=0)  # a running job's lease, renewed as it reports
+    worker_concurrency: int | None = Field(None, gt=0)
+    publish_timeout_seconds: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.visibility_timeout_seconds <= self.job_time_limit_seconds:
+            raise ValueError(
+                "visibility_timeout_seconds must exceed job_time_limit_seconds, "
+                "or a long job would be delivered twice"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither REDIS_URL nor DATABASE_URL is set: jobpulse provides both itself."""
+        return self.redis_url is None and self.database_url is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'jobpulse.db').resolve()}"
+
+    @property
+    def upload_dir(self) -> Path:
+        """Where uploaded inputs live, one folder per job (shared between API and workers)."""
+        return self.data_dir / "uploads"
+
+    def require_redis_url(self) -> str:
+        """REDIS_URL, or a clear error (the embedded Redis is started by `jobpulse up`)."""
+        if not self.redis_url:
+            raise ConfigurationError("REDIS_URL is not set; run `jobpulse up` for the embedded defaults")
+        return self.redis_url
+
+    def require_secret_key(self) -> str:
+        """JOBPULSE_SECRET_KEY, else the key `jobpulse up` generated in the data dir, else an error."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / _SECRET_FILE
+        if path.is_file():
+            return path.read_text().strip()
+        raise ConfigurationError(
+            "JOBPULSE_SECRET_KEY is not set; a deployment must set it (tokens are signed with it)"
+        )
+
+    def ensure_secret_key(self) -> str:
+        """The secret key; in embedded mode one is generated once into the data dir."""
+        try:
+            return self.require_secret_key()
+        except ConfigurationError:
+            if not self.embedded:
+                raise
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / _SECRET_FILE
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+        return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Celery workers: the app factory, the shared job lifecycle, and one module per job kind."""

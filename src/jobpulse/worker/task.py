@@ -1,0 +1,164 @@
+"""The lifecycle every job shares: claim, run, record the end in the DB and then in Redis.
+
+A job kind supplies a :class:`JobHandler`; :func:`run_job` does the rest. The database decides the end:
+terminal updates are conditional, so a job cancelled while it ran, or delivered twice, ends once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from jobpulse.db.models import Job
+from jobpulse.errors import BadInput, JobCancelled
+from jobpulse.settings import Settings
+from jobpulse.progress.lease import Lease
+from jobpulse.progress.reporter import Reporter
+from jobpulse.states import JobKind, State
+from jobpulse.worker.app import TASKS
+from jobpulse.worker.context import WorkerContext, worker_context
+
+__all__ = ["JobHandler", "Outcome", "input_path", "register_task", "run_job"]
+
+log = logging.getLogger(__name__)
+
+FAILED_REASON = "An internal error stopped the job. Please try again later; if it keeps failing, contact support."
+
+
+@dataclass
+class Outcome:
+    """How a job ended when it did not raise."""
+
+    state: State = State.SUCCESS
+    result: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    error_reason: str | None = None
+
+
+class JobHandler(Protocol):
+    """One job kind's work."""
+
+    running_state: State
+
+    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
+        """Do the work, reporting progress; raise BadInput for unacceptable input."""
+
+    def discard(self, job: Job, context: WorkerContext) -> None:
+        """Remove partial output of a job that did not succeed."""
+
+
+class LeaseTaken(Exception):
+    """Another worker holds the job (a duplicate delivery while the first still runs)."""
+
+
+def run_job(context: WorkerContext, job_id: str, handler: JobHandler) -> State | None:
+    """Run job ``job_id`` to its end; returns the terminal state this run recorded, if any.
+
+    Raises :class:`LeaseTaken` when another worker runs the job right now (the task retries later).
+    """
+    job = context.jobs.get(job_id)
+    if job is None:
+        log.warning("job %s: no such job, message dropped", job_id)
+        return None
+    if State(job.state).terminal:
+        log.info("job %s: already %s, nothing to do", job_id, job.state)
+        return None
+    lease = Lease(context.redis, context.keys, job_id)
+    if not lease.acquire():
+        raise LeaseTaken(job_id)
+    try:
+        return _run_leased(context, job, handler, lease)
+    finally:
+        lease.release()
+
+
+def _run_leased(context: WorkerContext, job: Job, handler: JobHandler, lease: Lease) -> State | None:
+    if not context.jobs.start(job.id, handler.running_state):
+        return None
+    renewed = time.monotonic()
+
+    def renew() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed > lease.ttl_ms / 3000:
+            renewed = time.monotonic()
+            lease.renew()
+
+    reporter = Reporter(
+        context.store,
+        job.id,
+        owner=job.owner,
+        kind=job.kind,
+        state=handler.running_state,
+        min_interval=context.settings.reporter_min_interval_seconds,
+        on_write=renew,
+    )
+    try:
+        reporter.transition(handler.running_state, stage="starting")
+        outcome = handler.run(job, reporter, context)
+    except BadInput as exc:
+        outcome = Outcome(State.REJECTED_BAD_INPUT, error_reason=exc.message)
+    except JobCancelled:
+        outcome = Outcome(State.CANCELLED)
+    except SoftTimeLimitExceeded:
+        minutes = max(1, context.settings.job_time_limit_seconds // 60)
+        outcome = Outcome(State.FAILED, error_reason=f"The job took longer than its {minutes}-minute limit.")
+    except Exception:
+        log.exception("job %s failed", job.id)
+        outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
+    return _finish(context, job, handler, reporter, outcome)
+
+
+def _finish(
+    context: WorkerContext, job: Job, handler: JobHandler, reporter: Reporter, outcome: Outcome
+) -> State | None:
+    if outcome.state is not State.SUCCESS and outcome.state is not State.REVIEW_REQUIRED:
+        handler.discard(job, context)
+    percent = 100.0 if outcome.state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED) else reporter.percent
+    # The DB first: a client that sees a terminal progress record finds the same state in the DB.
+    recorded = context.jobs.finish(
+        job.id,
+        outcome.state,
+        percent=percent,
+        error_reason=outcome.error_reason,
+        result=outcome.result or None,
+    )
+    if not recorded:
+        # Someone ended it first (the owner cancelled): mirror the DB's state, drop our output.
+        current = context.jobs.get(job.id)
+        if outcome.state is State.SUCCESS or outcome.state is State.REVIEW_REQUIRED:
+            handler.discard(job, context)
+        if current is not None and State(current.state).terminal:
+            reporter.finish(State(current.state), error_reason=current.error_reason)
+        return None
+    reporter.finish(outcome.state, error_reason=outcome.error_reason, message=outcome.message)
+    return outcome.state
+
+
+def input_path(settings: Settings, job_id: str) -> Path:
+    """The uploaded file of a job (``uploads/{id}/input<.ext>``)."""
+    for path in sorted((settings.upload_dir / job_id).glob("input*")):
+        return path
+    raise BadInput("The uploaded file is no longer available; please upload it again.")
+
+
+def register_task(app: Any, kind: JobKind, handler: JobHandler) -> None:
+    """Register the Celery task that runs ``handler`` for jobs of ``kind``."""
+    name, _queue = TASKS[kind]
+
+    @app.task(name=name, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def job_task(task: Any, job_id: str) -> str | None:
+        context = worker_context(task.app)
+        try:
+            state = run_job(context, job_id, handler)
+        except LeaseTaken:
+            raise task.retry(countdown=context.settings.job_lock_seconds) from None
+        job = context.jobs.get(job_id)
+        if job is None or State(job.state).terminal:
+            shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)
+        return None if state is None else state.value

@@ -1,0 +1,137 @@
+"""The DB-backed job endpoints: submission at the door, listing, cancel, TTL expiry, uploads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from jobpulse.api.app import create_app
+from jobpulse.settings import Settings
+from tests.jobs import CSV, submit_csv
+
+pytestmark = pytest.mark.integration
+
+
+async def test_expired_record_reads_unknown_while_db_keeps_terminal_state(
+    settings: Settings, auth: dict[str, str]
+) -> None:
+    app = create_app(settings.model_copy(update={"terminal_progress_ttl_seconds": 1}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        job_id = (await submit_csv(client, auth)).json()["id"]
+        cancelled = await client.post(f"/jobs/{job_id}/cancel/", headers=auth)
+        assert cancelled.status_code == 202
+        assert cancelled.json()["state"] == "CANCELLED"
+        assert cancelled.json()["poll_after_ms"] is None
+        await asyncio.sleep(1.3)
+        progress = (await client.get(f"/jobs/{job_id}/progress/", headers=auth)).json()
+        assert progress["state"] == "UNKNOWN"
+        record = (await client.get(f"/jobs/{job_id}/", headers=auth)).json()
+        assert record["state"] == "CANCELLED"
+        assert record["terminal"] is True
+        assert record["finished_at"] is not None
+    await app.state.services.aclose()
+
+
+async def test_cancel_of_a_terminal_job_is_409(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    assert (await client.post(f"/jobs/{job_id}/cancel/", headers=auth)).status_code == 202
+    again = await client.post(f"/jobs/{job_id}/cancel/", headers=auth)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_terminal"
+
+
+async def test_listing_is_newest_first_and_paginated(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    ids = [(await submit_csv(client, auth)).json()["id"] for _ in range(5)]
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/jobs/", headers=auth, params=params)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    assert (await client.get("/jobs/", headers=auth, params={"limit": 500})).status_code == 422
+    bad = await client.get("/jobs/", headers=auth, params={"cursor": "!!"})
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "files", "status", "code"),
+    [
+        ({"kind": "spreadsheet_import"}, None, 400, "not_multipart"),
+        ({"kind": "spreadsheet_import"}, {"other": ("a.csv", CSV)}, 400, None),
+        ({"kind": "spreadsheet_import"}, {"file": ("a.csv", b"")}, 400, "empty_file"),
+        ({"kind": "bogus"}, {"file": ("a.csv", CSV)}, 422, "invalid_kind"),
+        ({"kind": "video"}, {"file": ("a.csv", CSV)}, 422, "invalid_kind"),
+        ({"kind": "spreadsheet_import", "options": "{not json"}, {"file": ("a.csv", CSV)}, 422, "invalid_options"),
+        ({"kind": "spreadsheet_import", "options": '{"header_row": 0}'}, {"file": ("a.csv", CSV)}, 422, None),
+        ({"kind": "spreadsheet_import", "options": '{"colour": 1}'}, {"file": ("a.csv", CSV)}, 422, None),
+    ],
+)
+async def test_bad_submissions_get_a_clean_4xx(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings,
+    data: dict[str, str], files: dict[str, Any] | None, status: int, code: str | None,
+) -> None:
+    before = set(settings.upload_dir.glob("*")) if settings.upload_dir.exists() else set()
+    response = await client.post("/jobs/", headers=auth, data=data, files=files)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    if code:
+        assert error["code"] == code
+    assert error["message"]
+    assert "Traceback" not in response.text and str(settings.data_dir) not in response.text
+    after = set(settings.upload_dir.glob("*")) if settings.upload_dir.exists() else set()
+    assert after == before  # nothing left on disk
+    assert (await client.get("/jobs/", headers=auth)).json()["items"] == []
+
+
+@pytest.fixture
+async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings.model_copy(update={"max_upload_bytes": 100_000}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        yield client
+    await app.state.services.aclose()
+
+
+async def test_upload_over_the_limit_is_413_while_streaming(
+    small_limit_client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> None:
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="kind"\r\n\r\nspreadsheet_import\r\n'
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+        for _ in range(1000):  # 64 MB if it were all read
+            sent += 65536
+            yield b"a,b\n" * 16384
+        yield b"\r\n--xyz--\r\n"
+
+    response = await small_limit_client.post(
+        "/jobs/", headers={**auth, "content-type": "multipart/form-data; boundary=xyz"}, content=body()
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "97 KB" in response.json()["error"]["message"]
+    assert sent < 1_000_000  # it stopped reading early
+    declared = await small_limit_client.post(
+        "/jobs/", headers={**auth, "content-length": "999999999", "content-type": "multipart/form-data; boundary=x"},
+        content=b"",
+    )
+    assert declared.status_code == 413
+
+
+async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in ("/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/progress/", "/jobs/{job_id}/rows/",
+                 "/jobs/{job_id}/cancel/", "/healthz", "/readyz", "/metrics"):
+        assert path in paths

@@ -1,0 +1,118 @@
+"""The Redis-only progress endpoint: the body, ETag/304, UNKNOWN, ownership, and zero SQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from jobpulse.auth import mint_token
+from jobpulse.progress.record import ProgressUpdate
+from jobpulse.states import State
+from tests.conftest import SECRET
+from tests.jobs import CSV, submit_csv
+
+pytestmark = pytest.mark.integration
+
+
+async def test_submission_answers_pending_with_links(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    response = await submit_csv(client, auth)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["state"] == "PENDING"
+    assert body["terminal"] is False
+    assert body["kind"] == "spreadsheet_import"
+    assert body["version"] == 1
+    uuid.UUID(body["id"], version=4)
+    assert body["links"]["progress"].endswith(f"/jobs/{body['id']}/progress/")
+    progress = await client.get(f"/jobs/{body['id']}/progress/", headers=auth)
+    assert progress.status_code == 200
+    assert progress.json()["state"] == "PENDING"  # a new job is never UNKNOWN
+    assert progress.headers["cache-control"] == "private, no-cache"
+    assert progress.headers["etag"] == '"1"'
+
+
+async def test_etag_and_304(client: httpx.AsyncClient, auth: dict[str, str], app: Any, owner: str) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    first = await client.get(f"/jobs/{job_id}/progress/", headers=auth)
+    etag = first.headers["etag"]
+    same = await client.get(f"/jobs/{job_id}/progress/", headers={**auth, "If-None-Match": etag})
+    assert same.status_code == 304
+    assert same.content == b""
+    assert same.headers["etag"] == etag
+    store = app.state.services.store
+    await store.write(job_id, ProgressUpdate(State.RUNNING, percent=12.5), owner=owner, kind="spreadsheet_import")
+    moved = await client.get(f"/jobs/{job_id}/progress/", headers={**auth, "If-None-Match": etag})
+    assert moved.status_code == 200
+    assert moved.json()["percent"] == 12.5
+    assert moved.json()["poll_after_ms"] == app.state.services.policy.active_ms
+    assert moved.headers["etag"] != etag
+
+
+async def test_unknown_for_missing_foreign_and_malformed_ids(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
+    for path, headers in [
+        (f"/jobs/{uuid.uuid4()}/progress/", auth),
+        (f"/jobs/{job_id}/progress/", stranger),
+        ("/jobs/not-a-uuid/progress/", auth),
+        (f"/media/videos/{job_id}/progress/", auth),  # a job id on the video route
+    ]:
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 200, path
+        body = response.json()
+        assert body["state"] == "UNKNOWN"
+        assert body["kind"] is None and body["version"] == 0 and body["terminal"] is False
+        assert body["poll_after_ms"] > 0
+        assert "etag" not in response.headers
+
+
+async def test_progress_runs_zero_sql(
+    client: httpx.AsyncClient, auth: dict[str, str], app: Any, owner: str
+) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    counter = app.state.services.statements
+    before = counter.total
+    stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
+    expired = {"Authorization": f"Bearer {mint_token(SECRET, owner, 60, now=1_000_000)}"}
+    forged = {"Authorization": f"Bearer {mint_token('wrong-secret-wrong-secret-wrong-secret', owner, 60)}"}
+    cases: list[tuple[str, dict[str, str]]] = [
+        (f"/jobs/{job_id}/progress/", auth),
+        (f"/jobs/{job_id}/progress", auth),
+        (f"/jobs/{job_id}/progress/", {**auth, "If-None-Match": '"1"'}),
+        (f"/jobs/{uuid.uuid4()}/progress/", auth),
+        (f"/jobs/{job_id}/progress/", stranger),
+        ("/jobs/%20drop%20table/progress/", auth),
+        (f"/jobs/{job_id}/progress/", {}),
+        (f"/jobs/{job_id}/progress/", expired),
+        (f"/jobs/{job_id}/progress/", forged),
+        (f"/jobs/{job_id}/progress/", {"Authorization": "Basic abc"}),
+        (f"/media/videos/{job_id}/progress/", auth),
+    ]
+    statuses = []
+    for _ in range(20):
+        for path, headers in cases:
+            statuses.append((await client.get(path, headers=headers)).status_code)
+    assert counter.total == before
+    assert set(statuses) == {200, 304, 401}
+    metrics = (await client.get("/metrics")).text
+    assert 'jobpulse_sql_statements_total{route="/jobs/{job_id}/progress/"}' not in metrics
+    assert 'route="/jobs/{job_id}/progress/",status="200"' in metrics
+
+
+async def test_db_record_matches_and_other_owner_gets_404(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    record = (await client.get(f"/jobs/{job_id}/", headers=auth)).json()
+    assert record["state"] == "PENDING"
+    assert record["input"] == {"filename": "people.csv", "size_bytes": len(CSV), "content_type": "text/csv"}
+    stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
+    response = await client.get(f"/jobs/{job_id}/", headers=stranger)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert (await client.get("/jobs/nope/", headers=auth)).status_code == 404
