@@ -12,13 +12,18 @@ CSV = b"name,age\nAda,36\nGrace,45\n"
 
 
 async def submit_csv(
-    client: httpx.AsyncClient, auth: dict[str, str], content: bytes = CSV, filename: str = "people.csv",
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    content: bytes = CSV,
+    filename: str = "people.csv",
     options: str | None = None,
 ) -> httpx.Response:
     data = {"kind": "spreadsheet_import"}
     if options is not None:
         data["options"] = options
-    return await client.post("/jobs/", headers=auth, data=data, files={"file": (filename, content, "text/csv")})
+    return await client.post(
+        "/jobs/", headers=auth, data=data, files={"file": (filename, content, "text/csv")}
+    )
 
 
 def submit_file(

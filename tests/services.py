@@ -38,8 +38,19 @@ class RedisServer:
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [
-                find_redis_server(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-                "--save", "", "--appendonly", "no", "--dir", str(self.folder),
+                find_redis_server(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -84,7 +95,10 @@ class Worker:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jobpulse", "worker", "--concurrency", str(self.concurrency)],
-                env=dict(self.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(self.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while b"ready." not in self.log.read_bytes():
@@ -117,8 +131,20 @@ class ApiServer:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jobpulse", "serve", "--port", str(self.port), "--server", self.server],
-                env=dict(self.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "jobpulse",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--server",
+                    self.server,
+                ],
+                env=dict(self.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while True:

@@ -71,14 +71,24 @@ async def test_listing_is_newest_first_and_paginated(client: httpx.AsyncClient, 
         ({"kind": "spreadsheet_import"}, {"file": ("a.csv", b"")}, 400, "empty_file"),
         ({"kind": "bogus"}, {"file": ("a.csv", CSV)}, 422, "invalid_kind"),
         ({"kind": "video"}, {"file": ("a.csv", CSV)}, 422, "invalid_kind"),
-        ({"kind": "spreadsheet_import", "options": "{not json"}, {"file": ("a.csv", CSV)}, 422, "invalid_options"),
+        (
+            {"kind": "spreadsheet_import", "options": "{not json"},
+            {"file": ("a.csv", CSV)},
+            422,
+            "invalid_options",
+        ),
         ({"kind": "spreadsheet_import", "options": '{"header_row": 0}'}, {"file": ("a.csv", CSV)}, 422, None),
         ({"kind": "spreadsheet_import", "options": '{"colour": 1}'}, {"file": ("a.csv", CSV)}, 422, None),
     ],
 )
 async def test_bad_submissions_get_a_clean_4xx(
-    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings,
-    data: dict[str, str], files: dict[str, Any] | None, status: int, code: str | None,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    settings: Settings,
+    data: dict[str, str],
+    files: dict[str, Any] | None,
+    status: int,
+    code: str | None,
 ) -> None:
     before = set(settings.upload_dir.glob("*")) if settings.upload_dir.exists() else set()
     response = await client.post("/jobs/", headers=auth, data=data, files=files)
@@ -124,7 +134,8 @@ async def test_upload_over_the_limit_is_413_while_streaming(
     assert "97 KB" in response.json()["error"]["message"]
     assert sent < 1_000_000  # it stopped reading early
     declared = await small_limit_client.post(
-        "/jobs/", headers={**auth, "content-length": "999999999", "content-type": "multipart/form-data; boundary=x"},
+        "/jobs/",
+        headers={**auth, "content-length": "999999999", "content-type": "multipart/form-data; boundary=x"},
         content=b"",
     )
     assert declared.status_code == 413
@@ -132,6 +143,24 @@ async def test_upload_over_the_limit_is_413_while_streaming(
 
 async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
-    for path in ("/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/progress/", "/jobs/{job_id}/rows/",
-                 "/jobs/{job_id}/cancel/", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/jobs/",
+        "/jobs/{job_id}/",
+        "/jobs/{job_id}/progress/",
+        "/jobs/{job_id}/rows/",
+        "/jobs/{job_id}/cancel/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in paths
+
+
+async def test_metrics_count_sql_by_route(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    await submit_csv(client, auth)
+    await client.get("/jobs/", headers=auth)
+    metrics = (await client.get("/metrics")).text
+    listing = [line for line in metrics.splitlines() if line.startswith('jobpulse_sql_statements_total{route="/jobs/"}')]
+    assert listing
+    assert float(listing[0].split()[-1]) >= 2  # the submission's insert and the listing's select
+    assert 'jobpulse_http_requests_total{method="GET",route="/jobs/",status="200"} 1.0' in metrics

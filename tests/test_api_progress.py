@@ -43,7 +43,9 @@ async def test_etag_and_304(client: httpx.AsyncClient, auth: dict[str, str], app
     assert same.content == b""
     assert same.headers["etag"] == etag
     store = app.state.services.store
-    await store.write(job_id, ProgressUpdate(State.RUNNING, percent=12.5), owner=owner, kind="spreadsheet_import")
+    await store.write(
+        job_id, ProgressUpdate(State.RUNNING, percent=12.5), owner=owner, kind="spreadsheet_import"
+    )
     moved = await client.get(f"/jobs/{job_id}/progress/", headers={**auth, "If-None-Match": etag})
     assert moved.status_code == 200
     assert moved.json()["percent"] == 12.5

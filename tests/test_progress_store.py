@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -99,7 +100,7 @@ def test_ttl_is_active_then_terminal(store: ProgressStore, redis_client: redis.R
 
 def test_accepted_writes_are_published(store: ProgressStore, redis_client: redis.Redis) -> None:
     job = new_id()
-    pubsub = redis_client.pubsub()
+    pubsub = redis_client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.subscribe(store.keys.events(job))
     assert pubsub.get_message(timeout=1) is not None  # the subscribe confirmation
     write(store, job, ProgressUpdate(State.RUNNING, percent=7))
@@ -144,7 +145,7 @@ def test_concurrent_shuffled_writers_never_move_backwards(store: ProgressStore) 
     stop.set()
     watch.join()
 
-    for (v1, s1, p1), (v2, s2, p2) in zip(seen, seen[1:], strict=False):
+    for (v1, s1, p1), (v2, s2, p2) in itertools.pairwise(seen):
         if v2 < v1:
             failures.append(f"version went back {v1} -> {v2}")
         if s1 == s2 and p2 < p1:
@@ -163,8 +164,13 @@ def test_record_stays_small_in_listpack_encoding(store: ProgressStore, redis_cli
     job = new_id()
     write(store, job, ProgressUpdate(State.PENDING), create=True)
     update = ProgressUpdate(
-        State.RUNNING, percent=42.5, current=4250, total=10000, stage="validating",
-        message="Validated 4,250 of 10,000 rows", eta_seconds=12.3,
+        State.RUNNING,
+        percent=42.5,
+        current=4250,
+        total=10000,
+        stage="validating",
+        message="Validated 4,250 of 10,000 rows",
+        eta_seconds=12.3,
     )
     write(store, job, update)
     key = store.keys.progress(job)

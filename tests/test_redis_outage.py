@@ -27,7 +27,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def outage_client(settings: Settings, own_redis: RedisServer) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+async def outage_client(
+    settings: Settings, own_redis: RedisServer
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     app = create_app(settings.model_copy(update={"redis_url": own_redis.url, "redis_timeout_seconds": 0.5}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client, app
@@ -67,4 +69,6 @@ async def test_progress_503_while_redis_is_down_then_recovers(
     assert response.json()["state"] == "UNKNOWN"
     again = await submit_csv(client, auth)
     assert again.status_code == 202
-    assert (await client.get(f"/jobs/{again.json()['id']}/progress/", headers=auth)).json()["state"] == "PENDING"
+    assert (await client.get(f"/jobs/{again.json()['id']}/progress/", headers=auth)).json()[
+        "state"
+    ] == "PENDING"

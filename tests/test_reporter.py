@@ -27,7 +27,9 @@ def store(settings: Settings, redis_client: redis.Redis) -> ProgressStore:
 
 def reporter_for(store: ProgressStore, job_id: str, interval: float = 0.2) -> Reporter:
     store.write(job_id, ProgressUpdate(State.PENDING), owner="bob", kind="spreadsheet_import", create=True)
-    return Reporter(store, job_id, owner="bob", kind="spreadsheet_import", state=State.RUNNING, min_interval=interval)
+    return Reporter(
+        store, job_id, owner="bob", kind="spreadsheet_import", state=State.RUNNING, min_interval=interval
+    )
 
 
 def test_a_tight_loop_is_coalesced(store: ProgressStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 import uuid
 import zipfile
@@ -15,8 +16,8 @@ import pytest
 from openpyxl import Workbook
 
 from jobpulse.settings import Settings
-from jobpulse.worker.app import TASKS, create_celery
 from jobpulse.states import JobKind
+from jobpulse.worker.app import TASKS, create_celery
 from tests.jobs import poll_until_terminal, submit_file
 from tests.services import Worker
 
@@ -41,8 +42,12 @@ def assert_monotonic(seen: list[dict[str, Any]]) -> None:
     assert ranks == sorted(ranks), states
     versions = [body["version"] for body in seen]
     assert versions == sorted(versions)
-    for before, after in zip(seen, seen[1:], strict=False):
-        if before["state"] == after["state"] and before["percent"] is not None and after["percent"] is not None:
+    for before, after in itertools.pairwise(seen):
+        if (
+            before["state"] == after["state"]
+            and before["percent"] is not None
+            and after["percent"] is not None
+        ):
             assert after["percent"] >= before["percent"], (before, after)
 
 
@@ -71,7 +76,11 @@ def test_a_50000_row_xlsx_imports_with_monotonic_progress(http: httpx.Client, au
     rows = http.get(f"/jobs/{job_id}/rows/", headers=auth, params={"limit": 2}).json()
     assert [row["row_number"] for row in rows["items"]] == [2, 3]
     assert rows["items"][0]["data"] == {
-        "id": 1, "name": "person 1", "email": "p1@example.com", "born": "1990-01-02", "score": 0.5,
+        "id": 1,
+        "name": "person 1",
+        "email": "p1@example.com",
+        "born": "1990-01-02",
+        "score": 0.5,
     }
     last = http.get(f"/jobs/{job_id}/rows/", headers=auth, params={"cursor": "50000", "limit": 10}).json()
     assert [row["row_number"] for row in last["items"]] == [50001]
@@ -110,7 +119,9 @@ def _zip_bomb() -> bytes:
 
 def _encrypted() -> bytes:
     header = bytes.fromhex("D0CF11E0A1B11AE1") + b"\0" * 504
-    return header + "EncryptionInfo".encode("utf-16-le") + b"\0" * 1024 + "EncryptedPackage".encode("utf-16-le")
+    return (
+        header + "EncryptionInfo".encode("utf-16-le") + b"\0" * 1024 + "EncryptedPackage".encode("utf-16-le")
+    )
 
 
 BAD_INPUTS: dict[str, tuple[str, bytes, str | None]] = {
@@ -120,7 +131,11 @@ BAD_INPUTS: dict[str, tuple[str, bytes, str | None]] = {
     "truncated xlsx": ("cut.xlsx", _truncated_xlsx(), None),
     "encrypted": ("secret.xlsx", _encrypted(), None),
     "only a header": ("header.csv", b"a,b,c\n", None),
-    "missing required column": ("people.csv", b"name,age\nAda,36\n", '{"columns": [{"name": "email", "required": true}]}'),
+    "missing required column": (
+        "people.csv",
+        b"name,age\nAda,36\n",
+        '{"columns": [{"name": "email", "required": true}]}',
+    ),
     "no such sheet": ("people.xlsx", xlsx_bytes(3), '{"sheet": "Sheet9"}'),
     "zip bomb": ("bomb.xlsx", _zip_bomb(), None),
     "all rows invalid": ("n.csv", b"n\nx\ny\n", '{"columns": [{"name": "n", "type": "integer"}]}'),
@@ -214,7 +229,9 @@ def test_unknown_job_message_is_dropped(settings: Settings, http: httpx.Client) 
     assert http.get("/healthz").status_code == 200
 
 
-def test_uploads_are_removed_once_the_job_ends(http: httpx.Client, auth: dict[str, str], settings: Settings) -> None:
+def test_uploads_are_removed_once_the_job_ends(
+    http: httpx.Client, auth: dict[str, str], settings: Settings
+) -> None:
     job_id = submit_file(http, auth, b"a\n1\n", "x.csv").json()["id"]
     poll_until_terminal(http, auth, job_id)
     deadline = time.monotonic() + 5

@@ -24,7 +24,10 @@ from jobpulse.supervisor import ProcessGroup
 __all__ = ["main"]
 
 _DATA_DIR = click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder [JOBPULSE_DATA_DIR or .jobpulse]"
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data folder [JOBPULSE_DATA_DIR or .jobpulse]",
 )
 
 
@@ -130,8 +133,14 @@ def serve(host: str, port: int, workers: int, server: str, data_dir: Path | None
     from granian.constants import Interfaces
 
     Granian(
-        target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, factory=True,
-        log_access=False, backlog=2048,
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        factory=True,
+        log_access=False,
+        backlog=2048,
     ).serve()
 
 
@@ -172,7 +181,9 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("user")
-@click.option("--ttl", default=None, type=int, help="Seconds until it expires [JOBPULSE_TOKEN_DEFAULT_TTL_SECONDS]")
+@click.option(
+    "--ttl", default=None, type=int, help="Seconds until it expires [JOBPULSE_TOKEN_DEFAULT_TTL_SECONDS]"
+)
 @_DATA_DIR
 def token_create(user: str, ttl: int | None, data_dir: Path | None) -> None:
     """Print a token for USER, signed with the deployment's secret."""

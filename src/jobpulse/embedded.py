@@ -51,12 +51,18 @@ class RedisCommand:
         sock = self.dir / "redis.sock"
         argv = [
             find_redis_server(),
-            "--dir", str(self.dir),
-            "--save", "",
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--daemonize", "no",
-            "--logfile", str(self.dir / "redis.log"),
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         if len(str(sock)) <= _MAX_SOCKET_PATH:
             sock.unlink(missing_ok=True)
@@ -79,7 +85,9 @@ class RedisCommand:
                     return
                 except redis.exceptions.ConnectionError:
                     if time.monotonic() > deadline:
-                        raise ConfigurationError(f"Redis did not start; see {self.dir / 'redis.log'}") from None
+                        raise ConfigurationError(
+                            f"Redis did not start; see {self.dir / 'redis.log'}"
+                        ) from None
                     time.sleep(0.05)
         finally:
             client.close()

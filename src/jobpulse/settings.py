@@ -17,7 +17,7 @@ from jobpulse.errors import ConfigurationError
 
 __all__ = ["Settings"]
 
-_SECRET_FILE = "secret_key"
+_SECRET_FILE = "secret_key"  # noqa: S105 (a file name)
 
 
 class Settings(BaseSettings):
@@ -99,11 +99,11 @@ class Settings(BaseSettings):
         return self.redis_url
 
     def require_secret_key(self) -> str:
-        """JOBPULSE_SECRET_KEY, else the key `jobpulse up` generated in the data dir, else an error."""
+        """JOBPULSE_SECRET_KEY; in embedded mode, else the key `jobpulse up` generated; else an error."""
         if self.secret_key:
             return self.secret_key
         path = self.data_dir / _SECRET_FILE
-        if path.is_file():
+        if self.embedded and path.is_file():
             return path.read_text().strip()
         raise ConfigurationError(
             "JOBPULSE_SECRET_KEY is not set; a deployment must set it (tokens are signed with it)"

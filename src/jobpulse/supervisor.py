@@ -36,7 +36,7 @@ class ProcessGroup:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(argv, env=dict(env), start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        child = subprocess.Popen(argv, env=dict(env), start_new_session=True, preexec_fn=_die_with_parent)
         self.children.append((name, child))
         return child
 

@@ -70,9 +70,7 @@ def create_app(settings: Settings) -> Any:
     install_error_handlers(api)
     api.include_router(jobs.router)
     api.include_router(health.router)
-    layer = ProgressLayer(api, services.progress, metrics)
-    layer.state = api.state  # type: ignore[attr-defined]
-    return layer
+    return ProgressLayer(api, services.progress, metrics)
 
 
 def app_from_env() -> Any:

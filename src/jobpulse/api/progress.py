@@ -95,14 +95,15 @@ class ProgressLayer:
         self.app = app
         self.endpoint = endpoint
         self.metrics = metrics
+        self.state: Any = getattr(app, "state", None)  # the wrapped app's state (services live there)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        if method in ("GET", "HEAD"):
-            path = scope["path"]
+        path = scope["path"]
+        if method in ("GET", "HEAD") and "/progress" in path:
             for pattern, template, kinds in _ROUTES:
                 match = pattern.fullmatch(path)
                 if match:

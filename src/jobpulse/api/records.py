@@ -43,7 +43,7 @@ def job_record(job: Job) -> dict[str, Any]:
 
 
 def links(base: str, job_id: str) -> dict[str, str]:
-    """Where a client finds a job's record, progress and event stream."""
+    """Where a client finds a job's record, progress and event stream (root-relative: proxy-proof)."""
     return {
         "self": f"{base}/{job_id}/",
         "progress": f"{base}/{job_id}/progress/",

@@ -106,7 +106,9 @@ class _FormReader:
         if self._out is not None:
             self._size += end - start
             if self._size > self.max_file_bytes:
-                raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(self.max_file_bytes)}.")
+                raise PayloadTooLarge(
+                    f"The file is larger than the limit of {_megabytes(self.max_file_bytes)}."
+                )
             self._out.write(data[start:end])
         else:
             self._value += data[start:end]
@@ -127,7 +129,9 @@ class _FormReader:
             self._out.close()
 
 
-async def receive_upload(request: Request, dest_dir: Path, *, max_file_bytes: int, file_field: str = "file") -> Upload:
+async def receive_upload(
+    request: Request, dest_dir: Path, *, max_file_bytes: int, file_field: str = "file"
+) -> Upload:
     """Parse a multipart form, saving its file part as ``dest_dir/input<.ext>``.
 
     On any error ``dest_dir`` is removed, so a rejected upload leaves nothing behind.

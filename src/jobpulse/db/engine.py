@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event

@@ -88,8 +88,14 @@ class Reporter:
         if self._dirty:
             self._write(self._update(self.state))
 
-    def transition(self, state: State, *, percent: float | None = 0.0, stage: str | None = None,
-                   message: str | None = None) -> None:
+    def transition(
+        self,
+        state: State,
+        *,
+        percent: float | None = 0.0,
+        stage: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """Move the job to another active state (never coalesced); percent restarts."""
         self.state = state
         self.percent = percent
@@ -99,7 +105,9 @@ class Reporter:
         self._state_started = time.monotonic()
         self._write(self._update(state))
 
-    def finish(self, state: State, *, error_reason: str | None = None, message: str | None = None) -> WriteResult | None:
+    def finish(
+        self, state: State, *, error_reason: str | None = None, message: str | None = None
+    ) -> WriteResult | None:
         """The terminal write (never coalesced). Returns None when Redis is unreachable."""
         if state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED):
             self.percent = 100.0

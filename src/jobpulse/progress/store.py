@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -25,6 +25,8 @@ from jobpulse.states import State, allowed_sources
 
 __all__ = ["AsyncProgressStore", "ProgressStore", "WriteResult", "WriteStatus"]
 
+UNREACHABLE = "Progress storage is unreachable; try again shortly."
+Raw = dict[bytes, bytes]  # a record as HGETALL returns it (the clients do not decode)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
@@ -67,7 +69,7 @@ def redis_errors() -> Iterator[None]:
     try:
         yield
     except REDIS_ERRORS as exc:
-        raise ServiceUnavailable("Progress storage is unreachable; try again shortly.") from exc
+        raise ServiceUnavailable(UNREACHABLE) from exc
 
 
 class _StoreBase:
@@ -125,7 +127,7 @@ class ProgressStore(_StoreBase):
     def read(self, job_id: str) -> dict[bytes, bytes] | None:
         """The raw record, or None when there is none."""
         with redis_errors():
-            return self._record(self.client.hgetall(self.keys.progress(job_id)))
+            return self._record(cast(Raw, self.client.hgetall(self.keys.progress(job_id))))
 
     def delete(self, job_id: str) -> None:
         """Remove the record (a submission that could not be queued)."""
@@ -150,9 +152,12 @@ class AsyncProgressStore(_StoreBase):
             return self._result(await self._script(keys=keys, args=argv))
 
     async def read(self, job_id: str) -> dict[bytes, bytes] | None:
-        """The raw record, or None when there is none."""
-        with redis_errors():
-            return self._record(await self.client.hgetall(self.keys.progress(job_id)))
+        """The raw record, or None when there is none. (On every poll: no context manager here.)"""
+        try:
+            raw = await self.client.hgetall(self.keys.progress(job_id))
+        except REDIS_ERRORS as exc:
+            raise ServiceUnavailable(UNREACHABLE) from exc
+        return self._record(cast(Raw, raw))
 
     async def read_many(self, job_ids: list[str]) -> list[dict[bytes, bytes] | None]:
         """Raw records of many ids, in one round trip (a pipeline)."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import mmap
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -49,7 +50,7 @@ UNKNOWN_ENCODING = (
 )
 
 _SAMPLE_BYTES = 1 << 20  # what encoding detection and sniffing look at
-_SNIFF_CHARS = 32 * 1024
+_SNIFF_CHARS = 64 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
@@ -79,6 +80,7 @@ class SpreadsheetLimits:
     max_rows: int
 
 
+@dataclass(frozen=True, slots=True)
 class Sheet:
     """One opened sheet: its header, its data-row count and its rows.
 
@@ -87,22 +89,11 @@ class Sheet:
     can be a little more than the number of rows :meth:`rows` yields.
     """
 
-    __slots__ = ("_rows", "format", "header", "sheet_name", "total_rows")
-
-    def __init__(
-        self,
-        *,
-        header: list[str],
-        total_rows: int,
-        format: str,
-        sheet_name: str | None,
-        rows: Callable[[], Iterator[Row]],
-    ) -> None:
-        self.header = header
-        self.total_rows = total_rows
-        self.format = format
-        self.sheet_name = sheet_name
-        self._rows = rows
+    header: list[str]
+    total_rows: int
+    format: str
+    sheet_name: str | None
+    _rows: Callable[[], Iterator[Row]] = field(repr=False, compare=False)
 
     def rows(self) -> Iterator[Row]:
         """Yield ``(row_number, values)`` for each non-blank data row, in file order.
@@ -206,7 +197,7 @@ def _inspect_ole(path: Path) -> str:
 @contextmanager
 def _named_for_calamine(path: Path, kind: str) -> Iterator[Path]:
     """``path`` under a name ending in ``.kind``: calamine picks its reader (and its errors) by extension."""
-    if path.suffix.lower() == f".{kind}":
+    if path.suffix == f".{kind}":  # calamine's extension match is case-sensitive
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="jobpulse-") as directory:
@@ -250,7 +241,7 @@ def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: Spread
             if raw.count("") != len(raw):
                 yield number, [None if value == "" else value for value in raw]
 
-    return Sheet(header=header, total_rows=total, format=kind, sheet_name=name, rows=rows)
+    return Sheet(header, total, kind, name, rows)
 
 
 def _pick_sheet(
@@ -321,7 +312,7 @@ def _open_csv(
                 if any(row):
                     yield number, [cell or None for cell in row[:width]]
 
-    return Sheet(header=header, total_rows=total, format="csv", sheet_name=None, rows=rows)
+    return Sheet(header, total, "csv", None, rows)
 
 
 def _candidate_encodings(head: bytes, complete: bool, chosen: str | None) -> Iterator[str]:
@@ -355,9 +346,16 @@ def _candidate_encodings(head: bytes, complete: bool, chosen: str | None) -> Ite
     # Korean text is what charset-normalizer gets wrong most on short samples (it says utf_16_be).
     if _mostly_hangul(head[:65536].decode("cp949", errors="ignore")) and fits("cp949"):
         yield "cp949"
-    best = from_bytes(head[:65536]).best()
-    if best is not None and not best.encoding.startswith(("utf_16", "utf_32")) and fits(best.encoding):
-        yield best.encoding
+    with _reading_user_file():
+        matches = from_bytes(head[:65536])
+    best = matches.best()
+    if best is not None:
+        # Of the decodings that read equally well, prefer Windows-1252, the usual one of Western exports.
+        western = any(m.chaos <= best.chaos and "cp1252" in m.could_be_from_charset for m in matches)
+        if western and fits("cp1252"):
+            yield "cp1252"
+        if not best.encoding.startswith(("utf_16", "utf_32")) and fits(best.encoding):
+            yield best.encoding
     if fits("cp949"):
         yield "cp949"
 
@@ -369,13 +367,28 @@ def _mostly_hangul(text: str) -> bool:
 
 
 def _sniff(sample: str, filename: str) -> str:
+    """The delimiter among ``,;\t|`` that splits the sample's records into the most consistent field count.
+
+    csv.Sniffer is not used: on a ';' file with decimal commas ("1,5") it picks ','.
+    """
     text = sample[:_SNIFF_CHARS]
     if len(sample) > _SNIFF_CHARS and "\n" in text:
         text = text[: text.rindex("\n")]  # whole lines only
-    try:
-        return csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return "\t" if filename.lower().endswith(".tsv") else ","
+    best = "\t" if filename.lower().endswith(".tsv") else ","
+    best_score = (0.0, 1)
+    for delimiter in ",;\t|":
+        try:
+            counts = [
+                len(row) for row in islice(csv.reader(io.StringIO(text), delimiter=delimiter), 200) if row
+            ]
+        except csv.Error:
+            continue
+        if counts:
+            modal = max(set(counts), key=counts.count)
+            score = (counts.count(modal) / len(counts), modal)  # how consistent, then how many fields
+            if modal > 1 and score > best_score:
+                best, best_score = delimiter, score
+    return best
 
 
 def _scan_csv(

@@ -32,6 +32,7 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
+_REQUIRED = "This column is required, but the cell is empty."
 _TRUE = frozenset({"true", "yes", "y", "1", "t"})
 _FALSE = frozenset({"false", "no", "n", "0", "f"})
 
@@ -105,6 +106,8 @@ class RowValidator:
         self._keys = keys
         self._width = len(keys)
         self._specs = specs
+        typed = {index for index, _, _, _ in specs}
+        self._untyped = [(index, key) for index, key in enumerate(keys) if index not in typed]
 
     @property
     def columns_out(self) -> list[str]:
@@ -117,20 +120,20 @@ class RowValidator:
         """Return ``(record, [])`` for a good row, or ``(None, errors)`` with one error per bad cell."""
         if len(values) != self._width:
             values = (values + [None] * self._width)[: self._width]
-        record = dict(
-            zip(self._keys, [v if v.__class__ in _PLAIN else _jsonable(v) for v in values], strict=True)
-        )
         if not self._specs:
-            return record, []
+            plain = [v if v.__class__ in _PLAIN else _jsonable(v) for v in values]
+            return dict(zip(self._keys, plain, strict=True)), []
+        record = dict(zip(self._keys, values, strict=True))
+        for index, key in self._untyped:
+            if values[index].__class__ not in _PLAIN:
+                record[key] = _jsonable(values[index])
         errors: list[RowError] = []
         for index, key, convert, required in self._specs:
             value = values[index]
-            if value is None or (type(value) is str and not value.strip()):
+            if value is None or (type(value) is str and (not value or value.isspace())):
                 record[key] = None
                 if required:
-                    errors.append(
-                        RowError(row_number, key, "This column is required, but the cell is empty.")
-                    )
+                    errors.append(RowError(row_number, key, _REQUIRED))
                 continue
             try:
                 record[key] = convert(value)

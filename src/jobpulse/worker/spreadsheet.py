@@ -86,7 +86,9 @@ class SpreadsheetImport:
             where = f" First problem: row {first.row}" if first else ""
             if first and first.column:
                 where += f", column '{first.column}'"
-            reason = f"None of the {rejected:,} rows passed validation." + (f"{where}: {first.message}" if first else "")
+            reason = f"None of the {rejected:,} rows passed validation." + (
+                f"{where}: {first.message}" if first else ""
+            )
             return Outcome(State.REJECTED_BAD_INPUT, result=result, error_reason=reason)
         message = f"Imported {imported:,} rows" + (f", rejected {rejected:,}" if rejected else "")
         return Outcome(State.SUCCESS, result=result, message=message)

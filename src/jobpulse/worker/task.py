@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobpulse.db.models import Job
 from jobpulse.errors import BadInput, JobCancelled
-from jobpulse.settings import Settings
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
+from jobpulse.settings import Settings
 from jobpulse.states import JobKind, State
 from jobpulse.worker.app import TASKS
 from jobpulse.worker.context import WorkerContext, worker_context
@@ -28,7 +28,9 @@ __all__ = ["JobHandler", "Outcome", "input_path", "register_task", "run_job"]
 
 log = logging.getLogger(__name__)
 
-FAILED_REASON = "An internal error stopped the job. Please try again later; if it keeps failing, contact support."
+FAILED_REASON = (
+    "An internal error stopped the job. Please try again later; if it keeps failing, contact support."
+)
 
 
 @dataclass
@@ -119,7 +121,9 @@ def _finish(
 ) -> State | None:
     if outcome.state is not State.SUCCESS and outcome.state is not State.REVIEW_REQUIRED:
         handler.discard(job, context)
-    percent = 100.0 if outcome.state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED) else reporter.percent
+    percent = (
+        100.0 if outcome.state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED) else reporter.percent
+    )
     # The DB first: a client that sees a terminal progress record finds the same state in the DB.
     recorded = context.jobs.finish(
         job.id,

@@ -40,7 +40,9 @@ async def readyz(services: ServicesDep) -> Response:
         checks["database"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
     headers = None if ready else {"retry-after": "2"}
-    return json_response({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503, headers)
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503, headers
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
@@ -60,7 +61,9 @@ def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
         )
     except Exception as exc:  # kombu raises its own and the transport's errors
-        raise ServiceUnavailable("The job queue is unreachable; try again shortly.", code="broker_unavailable") from exc
+        raise ServiceUnavailable(
+            "The job queue is unreachable; try again shortly.", code="broker_unavailable"
+        ) from exc
 
 
 @router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
@@ -80,7 +83,9 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
         parser = _OPTION_PARSERS.get(kind)
         if parser is None:
             hint = " Upload videos to /media/videos/." if kind is JobKind.VIDEO else ""
-            raise InvalidOptions(f"Jobs of kind {kind.value!r} are not accepted here.{hint}", code="invalid_kind")
+            raise InvalidOptions(
+                f"Jobs of kind {kind.value!r} are not accepted here.{hint}", code="invalid_kind"
+            )
         if upload.file is None:
             raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
         if upload.file.size_bytes == 0:
@@ -99,7 +104,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
     except JobpulseError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    body["links"] = links(f"{request.url.scheme}://{request.url.netloc}/jobs", job_id)
+    body["links"] = links("/jobs", job_id)
     return json_response(body, 202, {"location": body["links"]["self"]})
 
 
@@ -108,17 +113,18 @@ async def _queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str
     await run_in_threadpool(services.jobs.create, new)
     try:
         await services.store.write(
-            new.id, ProgressUpdate(State.PENDING, percent=0.0, message="Waiting for a worker"),
-            owner=new.owner, kind=new.kind, create=True,
+            new.id,
+            ProgressUpdate(State.PENDING, percent=0.0, message="Waiting for a worker"),
+            owner=new.owner,
+            kind=new.kind,
+            create=True,
         )
         body = await progress_of(services, new.id)
         await run_in_threadpool(enqueue, services, kind, new.id)
     except JobpulseError:
         await run_in_threadpool(services.jobs.delete, new.id)
-        try:
+        with contextlib.suppress(ServiceUnavailable):  # else the record expires on its own
             await services.store.delete(new.id)
-        except ServiceUnavailable:
-            pass  # the record expires on its own
         raise
     assert body is not None
     return body
@@ -132,7 +138,7 @@ def list_jobs(
     cursor: str | None = None,
 ) -> Response:
     kinds = [JobKind.SPREADSHEET_IMPORT.value, JobKind.AI_INFERENCE.value]
-    jobs, next_cursor = services.jobs.list(owner, kinds=kinds, limit=limit, cursor=cursor)
+    jobs, next_cursor = services.jobs.list_owned(owner, kinds=kinds, limit=limit, cursor=cursor)
     return json_response({"items": [job_record(job) for job in jobs], "next_cursor": next_cursor})
 
 
