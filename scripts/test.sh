@@ -14,6 +14,10 @@ unset JOBPULSE_TEST_DATABASE_URL
 pytest "$@"
 
 echo "== pytest (PostgreSQL)"
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [ "${CI:-}" != true ]; then
+  echo "PostgreSQL is not installed: the suite ran on SQLite only (CI runs both, and fails without it)." >&2
+  exit 0
+fi
 pgdir=$(mktemp -d /tmp/jobpulse-pg.XXXXXX)
 trap 'scripts/postgres.sh stop "$pgdir"' EXIT
 JOBPULSE_TEST_DATABASE_URL=$(scripts/postgres.sh start "$pgdir")

@@ -58,7 +58,9 @@ async def test_listing_is_newest_first_and_paginated(client: httpx.AsyncClient, 
         if cursor is None:
             break
     assert seen == ids[::-1]
-    assert (await client.get("/jobs/", headers=auth, params={"limit": 500})).status_code == 422
+    too_many = await client.get("/jobs/", headers=auth, params={"limit": 500})
+    assert too_many.status_code == 400
+    assert too_many.json()["error"]["code"] == "invalid_request"
     bad = await client.get("/jobs/", headers=auth, params={"cursor": "!!"})
     assert bad.status_code == 400
 
@@ -160,7 +162,49 @@ async def test_metrics_count_sql_by_route(client: httpx.AsyncClient, auth: dict[
     await submit_csv(client, auth)
     await client.get("/jobs/", headers=auth)
     metrics = (await client.get("/metrics")).text
-    listing = [line for line in metrics.splitlines() if line.startswith('jobpulse_sql_statements_total{route="/jobs/"}')]
+    prefix = 'jobpulse_sql_statements_total{route="/jobs/"}'
+    listing = [line for line in metrics.splitlines() if line.startswith(prefix)]
     assert listing
     assert float(listing[0].split()[-1]) >= 2  # the submission's insert and the listing's select
     assert 'jobpulse_http_requests_total{method="GET",route="/jobs/",status="200"} 1.0' in metrics
+
+
+async def test_a_bad_kind_is_refused_before_the_file_is_streamed(
+    small_limit_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'--b\r\nContent-Disposition: form-data; name="kind"\r\n\r\nai_inference\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n'
+        for _ in range(100):
+            sent += 1000
+            yield b"x" * 1000
+        yield b"\r\n--b--\r\n"
+
+    response = await small_limit_client.post(
+        "/jobs/", headers={**auth, "content-type": "multipart/form-data; boundary=b"}, content=body()
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("Jobs of kind 'ai_inference' are not accepted yet")
+    assert sent < 100_000
+
+
+async def test_ids_are_case_insensitive_on_every_route(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    assert (await client.get(f"/jobs/{job_id.upper()}/", headers=auth)).json()["id"] == job_id
+    assert (await client.get(f"/jobs/{job_id.upper()}/progress/", headers=auth)).json()["state"] == "PENDING"
+
+
+async def test_database_down_is_503_not_500(settings: Settings, auth: dict[str, str], tmp_path: Any) -> None:
+    broken = settings.model_copy(update={"database_url": "postgresql://nobody@127.0.0.1:1/none"})
+    app = create_app(broken)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/jobs/", headers=auth)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert response.headers["retry-after"] == "2"
+    await app.state.services.aclose()

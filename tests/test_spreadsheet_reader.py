@@ -19,7 +19,7 @@ import pytest
 
 from jobpulse.errors import BadInput
 from jobpulse.spreadsheet import ImportOptions, Sheet, SpreadsheetLimits, open_sheet
-from jobpulse.spreadsheet.reader import CORRUPT, ENCRYPTED, NOT_A_SPREADSHEET, UNKNOWN_ENCODING
+from jobpulse.spreadsheet.sheet import CORRUPT, ENCRYPTED, NOT_A_SPREADSHEET, UNKNOWN_ENCODING
 
 LIMITS = SpreadsheetLimits(max_uncompressed_bytes=50_000_000, max_rows=1000)
 BIG = SpreadsheetLimits(max_uncompressed_bytes=50_000_000, max_rows=1_000_000)

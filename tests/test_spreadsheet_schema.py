@@ -314,3 +314,11 @@ def test_validated_records_are_json_serialisable() -> None:
     record, errors = validator.validate(2, [5.0, dt.datetime(2024, 1, 2, 3, 4), dt.date(2020, 1, 1)])
     assert errors == []
     assert json.dumps(record) == '{"id": 5, "when": "2024-01-02", "other": "2020-01-01"}'
+
+
+@pytest.mark.parametrize("value", ["1e25", "9" * 40, 1e20, 2**63, -(2**63) - 1])
+def test_integers_past_64_bits_are_a_cell_error_not_a_crash(value: object) -> None:
+    validator = RowValidator(["n"], [ColumnSpec(name="n", type="integer")])
+    record, errors = validator.validate(2, [value])
+    assert record is None
+    assert errors[0].message.endswith("too large for a whole number; store it as text.")

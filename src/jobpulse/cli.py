@@ -154,7 +154,6 @@ def worker(queues: str | None, concurrency: int | None, data_dir: Path | None) -
 
     settings = _settings(data_dir)
     try:
-        settings.require_secret_key()
         app = create_celery(settings)
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -80,13 +81,28 @@ async def _jobpulse_error(_request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
+    """A bad query, path or header parameter is a malformed request (400); a bad body is 422."""
     assert isinstance(exc, RequestValidationError)
     problems = []
+    in_body = False
     for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
+        location = error.get("loc", ())
+        in_body = in_body or (bool(location) and location[0] == "body")
+        where = ".".join(str(part) for part in location[1:])
         problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg")))
     message = "Invalid request: " + "; ".join(problems)
-    return Response(error_body("invalid_options", message), status_code=422, media_type="application/json")
+    status, code = (422, "invalid_options") if in_body else (400, "invalid_request")
+    return Response(error_body(code, message), status_code=status, media_type="application/json")
+
+
+async def _database_error(_request: Request, exc: Exception) -> Response:
+    log.error("database unreachable: %r", exc)
+    return Response(
+        error_body("database_unavailable", "The database is unreachable; try again shortly."),
+        status_code=503,
+        media_type="application/json",
+        headers={"retry-after": "2"},
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -113,4 +129,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JobpulseError, _jobpulse_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_error)
+    app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
@@ -52,8 +53,15 @@ def _megabytes(size: int) -> str:
 
 
 class _FormReader:
-    def __init__(self, dest_dir: Path, file_field: str, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        dest_dir: Path,
+        file_field: str,
+        max_file_bytes: int,
+        check_fields: Callable[[dict[str, str]], object] | None,
+    ) -> None:
         self.dest_dir = dest_dir
+        self.check_fields = check_fields
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
         self.upload = Upload()
@@ -92,6 +100,8 @@ class _FormReader:
             return
         if self._name != self.file_field or self.upload.file is not None:
             raise InvalidRequest(f"Only one file, in the form field '{self.file_field}', is accepted.")
+        if self.check_fields is not None:
+            self.check_fields(self.upload.fields)
         self._filename = clean_filename(raw_filename.decode("utf-8", "replace"))
         suffix = _SUFFIX.fullmatch(Path(self._filename).suffix)
         self.dest_dir.mkdir(parents=True, exist_ok=True)
@@ -130,11 +140,17 @@ class _FormReader:
 
 
 async def receive_upload(
-    request: Request, dest_dir: Path, *, max_file_bytes: int, file_field: str = "file"
+    request: Request,
+    dest_dir: Path,
+    *,
+    max_file_bytes: int,
+    file_field: str = "file",
+    check_fields: Callable[[dict[str, str]], object] | None = None,
 ) -> Upload:
     """Parse a multipart form, saving its file part as ``dest_dir/input<.ext>``.
 
-    On any error ``dest_dir`` is removed, so a rejected upload leaves nothing behind.
+    ``check_fields`` sees the fields sent before the file and may raise to refuse the upload before its
+    bytes are read. On any error ``dest_dir`` is removed, so a rejected upload leaves nothing behind.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -143,7 +159,7 @@ async def receive_upload(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_file_bytes + _FIELD_LIMIT * 4:
         raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(max_file_bytes)}.")
-    reader = _FormReader(dest_dir, file_field, max_file_bytes)
+    reader = _FormReader(dest_dir, file_field, max_file_bytes, check_fields)
     parser = MultipartParser(
         boundary,
         {

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 
 import redis
 
 from jobpulse.keys import Keyspace
+from jobpulse.progress.store import REDIS_ERRORS
 
 __all__ = ["Lease"]
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -40,3 +47,31 @@ class Lease:
     def release(self) -> None:
         """Give the lease up, if still held."""
         self._release(keys=[self.key], args=[self.token])
+
+    @contextmanager
+    def kept_alive(self) -> Iterator[None]:
+        """Renew the (acquired) lease every third of its TTL from a thread, then release it.
+
+        A thread, not the job's progress reports: a job may be silent for longer than the TTL.
+        """
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.ttl_ms / 3000):
+                try:
+                    if not self.renew():
+                        log.warning("lease %s was lost", self.key)
+                except REDIS_ERRORS as exc:
+                    log.warning("lease %s not renewed: %r", self.key, exc)
+
+        thread = threading.Thread(target=renew, name=f"lease-{self.key}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            try:
+                self.release()
+            except REDIS_ERRORS as exc:  # it expires on its own
+                log.warning("lease %s not released: %r", self.key, exc)

@@ -7,6 +7,7 @@ Rendering is on the hot path of every poll, so it works on the raw ``HGETALL`` r
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,15 @@ from jobpulse.errors import InvalidRequest
 from jobpulse.settings import Settings
 from jobpulse.states import State
 
-__all__ = ["PollPolicy", "ProgressUpdate", "render_progress", "render_unknown", "unknown_body"]
+__all__ = [
+    "PollPolicy",
+    "ProgressUpdate",
+    "progress_body",
+    "progress_from_job",
+    "render_progress",
+    "render_unknown",
+    "unknown_body",
+]
 
 # Fields a writer sets; "updated_at" and "version" are the Lua script's.
 UPDATE_FIELDS = ("percent", "current", "total", "stage", "message", "error_reason", "eta_seconds")
@@ -160,6 +169,24 @@ def unknown_body(job_id: str, policy: PollPolicy) -> dict[str, Any]:
         "version": 0,
         "poll_after_ms": policy.unknown_ms,
     }
+
+
+def progress_from_job(job_id: str, kind: str, update: ProgressUpdate, policy: PollPolicy) -> dict[str, Any]:
+    """A progress body built from an update that could not be stored (Redis down): ``version`` 0."""
+    body = unknown_body(job_id, policy)
+    body.update(
+        kind=kind,
+        state=update.state.value,
+        terminal=update.state.terminal,
+        percent=update.percent,
+        current=update.current,
+        total=update.total,
+        message=update.message,
+        error_reason=update.error_reason,
+        updated_at=iso_ms(int(time.time() * 1000)),
+        poll_after_ms=None if update.state.terminal else policy.idle_ms,
+    )
+    return body
 
 
 def render_progress(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: PollPolicy) -> bytes:

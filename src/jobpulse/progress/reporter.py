@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from jobpulse.errors import JobCancelled, ServiceUnavailable
 from jobpulse.progress.record import ProgressUpdate
@@ -35,7 +34,6 @@ class Reporter:
         kind: str,
         state: State,
         min_interval: float = 0.2,
-        on_write: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -43,7 +41,6 @@ class Reporter:
         self.kind = kind
         self.state = state
         self.min_interval = min_interval
-        self.on_write = on_write  # e.g. renew the worker's lease on the job
         self.writes = 0  # accepted writes, for tests and benchmarks
         self.current: float | None = None
         self.total: float | None = None
@@ -158,5 +155,3 @@ class Reporter:
             self.writes += 1
         elif result.status is WriteStatus.ILLEGAL and result.state.terminal:
             raise JobCancelled(f"The job is already {result.state.value}.")
-        if self.on_write is not None:
-            self.on_write()

@@ -19,8 +19,9 @@ __all__ = ["RowError", "RowValidator", "cell_text", "unique_names"]
 
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 _SHOWN_CHARS = 40  # how much of a bad value an error message repeats
-_MAX_NUMBER_CHARS = 64  # longer "numbers" are rejected unparsed, as is any integer of 10**30 or more
-_MAX_DIGITS = 30
+_MAX_NUMBER_CHARS = 64  # longer "numbers" are rejected unparsed
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_DIGITS = 30  # so that "1e999999999" is not turned into a billion-digit int
 _INF = float("inf")
 _GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 _DATE_FORMATS = (
@@ -199,6 +200,15 @@ def _parse_decimal(text: str) -> Decimal | None:
 
 
 def _to_integer(value: object) -> object:
+    number = _whole(value)
+    if number is None:
+        raise _CellError(f"{_shown(value)} is not a whole number.")
+    if not _INT64_MIN <= number <= _INT64_MAX:  # JSON and the database hold 64-bit integers
+        raise _CellError(f"{_shown(value)} is too large for a whole number; store it as text.")
+    return number
+
+
+def _whole(value: object) -> int | None:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
@@ -214,7 +224,7 @@ def _to_integer(value: object) -> object:
                 and number == number.to_integral_value()
             ):
                 return int(number)
-    raise _CellError(f"{_shown(value)} is not a whole number.")
+    return None
 
 
 def _to_number(value: object) -> object:

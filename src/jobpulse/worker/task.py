@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobpulse.db.models import Job
-from jobpulse.errors import BadInput, JobCancelled
+from jobpulse.errors import BadInput, JobCancelled, ServiceUnavailable
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
+from jobpulse.progress.store import REDIS_ERRORS
 from jobpulse.settings import Settings
 from jobpulse.states import JobKind, State
 from jobpulse.worker.app import TASKS
@@ -55,6 +56,16 @@ class JobHandler(Protocol):
         """Remove partial output of a job that did not succeed."""
 
 
+# Redis or the database failing under a job: the job is retried later rather than failed.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    ServiceUnavailable,
+    *REDIS_ERRORS,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
+_MAX_RETRY_DELAY = 300
+
+
 class LeaseTaken(Exception):
     """Another worker holds the job (a duplicate delivery while the first still runs)."""
 
@@ -74,23 +85,13 @@ def run_job(context: WorkerContext, job_id: str, handler: JobHandler) -> State |
     lease = Lease(context.redis, context.keys, job_id)
     if not lease.acquire():
         raise LeaseTaken(job_id)
-    try:
-        return _run_leased(context, job, handler, lease)
-    finally:
-        lease.release()
+    with lease.kept_alive():
+        return _run_leased(context, job, handler)
 
 
-def _run_leased(context: WorkerContext, job: Job, handler: JobHandler, lease: Lease) -> State | None:
+def _run_leased(context: WorkerContext, job: Job, handler: JobHandler) -> State | None:
     if not context.jobs.start(job.id, handler.running_state):
         return None
-    renewed = time.monotonic()
-
-    def renew() -> None:
-        nonlocal renewed
-        if time.monotonic() - renewed > lease.ttl_ms / 3000:
-            renewed = time.monotonic()
-            lease.renew()
-
     reporter = Reporter(
         context.store,
         job.id,
@@ -98,11 +99,12 @@ def _run_leased(context: WorkerContext, job: Job, handler: JobHandler, lease: Le
         kind=job.kind,
         state=handler.running_state,
         min_interval=context.settings.reporter_min_interval_seconds,
-        on_write=renew,
     )
     try:
         reporter.transition(handler.running_state, stage="starting")
         outcome = handler.run(job, reporter, context)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # not the job's fault: the task retries it later (register_task)
     except BadInput as exc:
         outcome = Outcome(State.REJECTED_BAD_INPUT, error_reason=exc.message)
     except JobCancelled:
@@ -162,6 +164,10 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler) -> None:
             state = run_job(context, job_id, handler)
         except LeaseTaken:
             raise task.retry(countdown=context.settings.job_lock_seconds) from None
+        except INFRASTRUCTURE_ERRORS as exc:
+            delay = min(_MAX_RETRY_DELAY, 2 ** (task.request.retries + 1))
+            log.warning("job %s: %r; retrying in %d s", job_id, exc, delay)
+            raise task.retry(countdown=delay) from exc
         job = context.jobs.get(job_id)
         if job is None or State(job.state).terminal:
             shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)

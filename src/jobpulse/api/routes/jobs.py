@@ -26,7 +26,7 @@ from jobpulse.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from jobpulse.progress.record import ProgressUpdate, progress_body
+from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
 from jobpulse.spreadsheet.options import parse_options
 from jobpulse.states import JobKind, State
 from jobpulse.worker.app import TASKS
@@ -70,22 +70,16 @@ def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
 async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> Response:
     job_id = str(uuid.uuid4())
     folder = services.settings.upload_dir / job_id
-    upload = await receive_upload(request, folder, max_file_bytes=services.settings.max_upload_bytes)
+    upload = await receive_upload(
+        request,
+        folder,
+        max_file_bytes=services.settings.max_upload_bytes,
+        # A form that names its kind before its file is refused before the file is streamed.
+        check_fields=lambda fields: _job_kind(fields) if "kind" in fields else None,
+    )
     try:
-        kind_name = upload.fields.get("kind", "").strip()
-        try:
-            kind = JobKind(kind_name)
-        except ValueError:
-            raise InvalidOptions(
-                f"Unknown job kind {kind_name!r}; expected one of: spreadsheet_import, ai_inference.",
-                code="invalid_kind",
-            ) from None
-        parser = _OPTION_PARSERS.get(kind)
-        if parser is None:
-            hint = " Upload videos to /media/videos/." if kind is JobKind.VIDEO else ""
-            raise InvalidOptions(
-                f"Jobs of kind {kind.value!r} are not accepted here.{hint}", code="invalid_kind"
-            )
+        kind = _job_kind(upload.fields)
+        parser = _OPTION_PARSERS[kind]
         if upload.file is None:
             raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
         if upload.file.size_bytes == 0:
@@ -106,6 +100,25 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
         raise
     body["links"] = links("/jobs", job_id)
     return json_response(body, 202, {"location": body["links"]["self"]})
+
+
+def _job_kind(fields: dict[str, str]) -> JobKind:
+    """The form's ``kind``, if jobs of that kind are accepted on this route; else 422."""
+    name = fields.get("kind", "").strip()
+    accepted = ", ".join(kind.value for kind in _OPTION_PARSERS)
+    try:
+        kind = JobKind(name)
+    except ValueError:
+        raise InvalidOptions(
+            f"Unknown job kind {name!r}; expected one of: {accepted}.", code="invalid_kind"
+        ) from None
+    if kind not in _OPTION_PARSERS:
+        hint = " Upload videos to /media/videos/." if kind is JobKind.VIDEO else ""
+        raise InvalidOptions(
+            f"Jobs of kind {kind.value!r} are not accepted yet; expected one of: {accepted}.{hint}",
+            code="invalid_kind",
+        )
+    return kind
 
 
 async def _queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str, Any]:
@@ -143,6 +156,7 @@ def list_jobs(
 
 
 def _own_job(services: Services, owner: str, job_id: str) -> Any:
+    job_id = job_id.lower()
     job = services.jobs.get(job_id, owner=owner) if _is_uuid(job_id) else None
     if job is None or job.kind.encode() not in JOB_KINDS:
         raise NotFound("No such job.")
@@ -195,9 +209,9 @@ def get_rows(
         raise NotFound("Only spreadsheet imports have rows.")
     if cursor is not None and not cursor.isdigit():
         raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
-    rows = services.jobs.rows(job_id, after=int(cursor or 0), limit=limit)
-    next_cursor = str(rows[-1].row_number) if len(rows) == limit else None
-    items = [{"row_number": row.row_number, "data": row.data} for row in rows]
+    rows = services.jobs.rows(job.id, after=int(cursor or 0), limit=limit + 1)
+    next_cursor = str(rows[limit - 1].row_number) if len(rows) > limit else None
+    items = [{"row_number": row.row_number, "data": row.data} for row in rows[:limit]]
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -211,23 +225,26 @@ async def cancel(services: Services, job: Any) -> dict[str, Any]:
     """Cancel ``job`` (DB first, then Redis); the worker notices at its next progress report."""
     if State(job.state).terminal:
         raise Conflict(f"The job already ended ({job.state}).", code="already_terminal")
-    done = await run_in_threadpool(services.jobs.finish, job.id, State.CANCELLED, owner=job.owner)
-    if not done:
-        raise Conflict("The job already ended.", code="already_terminal")
     try:
         last = await progress_of(services, job.id) or {}
-        update = ProgressUpdate(
-            State.CANCELLED,
-            percent=last.get("percent"),
-            current=last.get("current"),
-            total=last.get("total"),
-            message="Cancelled by its owner",
-        )
+    except ServiceUnavailable:
+        last = {}
+    percent = last.get("percent")
+    done = await run_in_threadpool(
+        services.jobs.finish, job.id, State.CANCELLED, owner=job.owner, percent=percent
+    )
+    if not done:
+        raise Conflict("The job already ended.", code="already_terminal")
+    update = ProgressUpdate(
+        State.CANCELLED,
+        percent=percent,
+        current=last.get("current"),
+        total=last.get("total"),
+        message="Cancelled by its owner",
+    )
+    try:
         await services.store.write(job.id, update, owner=job.owner, kind=job.kind)
         body = await progress_of(services, job.id)
     except ServiceUnavailable:
-        body = None
-    if body is None:
-        fresh = await run_in_threadpool(services.jobs.get, job.id)
-        body = job_record(fresh) if fresh is not None else {"id": job.id, "state": State.CANCELLED.value}
-    return body
+        body = None  # the DB has it; the worker stops when it next finds it cancelled
+    return body or progress_from_job(job.id, job.kind, update, services.policy)
