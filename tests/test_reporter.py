@@ -56,7 +56,10 @@ def test_the_latest_values_are_flushed_and_eta_estimated(store: ProgressStore) -
     reporter = reporter_for(store, job, interval=60)
     reporter.transition(State.RUNNING)
     time.sleep(0.05)
-    reporter.update(25, 100, stage="validating", message="a quarter")  # written: first since start? no
+    reporter.update(25, 100, stage="validating", message="a quarter")  # coalesced: the interval is 60 s
+    raw = store.read(job)
+    assert raw is not None
+    assert raw[b"percent"] == b"0"
     reporter.flush()
     raw = store.read(job)
     assert raw is not None
