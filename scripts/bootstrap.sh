@@ -28,7 +28,8 @@ if [ "$want_test" = 1 ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  apt_install "${missing[@]}"
+  # Outside CI a missing PostgreSQL only narrows `make test` to SQLite (scripts/test.sh says so).
+  apt_install "${missing[@]}" || [ "${CI:-}" != true ]
 fi
 
 stamp=.venv/.installed

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     reporter_min_interval_seconds: float = Field(0.2, ge=0)  # at most 5 accepted writes/s per job
     job_time_limit_seconds: int = Field(3600, gt=0)
     visibility_timeout_seconds: int = Field(7200, gt=0)  # must exceed job_time_limit_seconds
-    job_lock_seconds: int = Field(60, gt=0)  # a running job's lease, renewed as it reports
+    job_lock_seconds: int = Field(60, gt=0)  # a running job's lease, renewed every third of it
     worker_concurrency: int | None = Field(None, gt=0)
     publish_timeout_seconds: float = Field(2.0, gt=0)
 

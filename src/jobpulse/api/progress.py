@@ -18,6 +18,7 @@ from jobpulse.api.errors import error_reply
 from jobpulse.api.metrics import Metrics
 from jobpulse.auth import TokenVerifier, bearer_token
 from jobpulse.errors import JobpulseError
+from jobpulse.ids import is_job_id
 from jobpulse.progress.record import PollPolicy, render_progress, render_unknown
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.states import JobKind
@@ -33,7 +34,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JOB_KINDS = frozenset({JobKind.SPREADSHEET_IMPORT.value.encode(), JobKind.AI_INFERENCE.value.encode()})
 VIDEO_KINDS = frozenset({JobKind.VIDEO.value.encode()})
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _COMMON = [(b"content-type", b"application/json"), (b"cache-control", b"private, no-cache")]
 
 
@@ -69,7 +69,7 @@ class ProgressEndpoint:
     ) -> Reply:
         try:
             owner = self.verifier.owner(bearer_token(authorization)).encode()
-            raw = await self.store.read(job_id) if _UUID.fullmatch(job_id) else None
+            raw = await self.store.read(job_id) if is_job_id(job_id) else None
         except JobpulseError as exc:
             return Reply(*error_reply(exc))
         if raw is None or raw.get(b"owner") != owner or raw.get(b"kind") not in kinds:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-import uuid
 from typing import Annotated, Any
 
 import orjson
@@ -26,6 +25,7 @@ from jobpulse.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from jobpulse.ids import is_job_id, new_job_id
 from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
 from jobpulse.spreadsheet.options import parse_options
 from jobpulse.states import JobKind, State
@@ -68,7 +68,7 @@ def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
 
 @router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
 async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> Response:
-    job_id = str(uuid.uuid4())
+    job_id = new_job_id()
     folder = services.settings.upload_dir / job_id
     upload = await receive_upload(
         request,
@@ -95,7 +95,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
             input_content_type=upload.file.content_type,
         )
         body = await _queue_job(services, new, kind)
-    except JobpulseError:
+    except BaseException:  # a refused or failed submission leaves nothing on disk
         shutil.rmtree(folder, ignore_errors=True)
         raise
     body["links"] = links("/jobs", job_id)
@@ -113,9 +113,8 @@ def _job_kind(fields: dict[str, str]) -> JobKind:
             f"Unknown job kind {name!r}; expected one of: {accepted}.", code="invalid_kind"
         ) from None
     if kind not in _OPTION_PARSERS:
-        hint = " Upload videos to /media/videos/." if kind is JobKind.VIDEO else ""
         raise InvalidOptions(
-            f"Jobs of kind {kind.value!r} are not accepted yet; expected one of: {accepted}.{hint}",
+            f"Jobs of kind {kind.value!r} are not accepted yet; expected one of: {accepted}.",
             code="invalid_kind",
         )
     return kind
@@ -157,17 +156,10 @@ def list_jobs(
 
 def _own_job(services: Services, owner: str, job_id: str) -> Any:
     job_id = job_id.lower()
-    job = services.jobs.get(job_id, owner=owner) if _is_uuid(job_id) else None
+    job = services.jobs.get(job_id, owner=owner) if is_job_id(job_id) else None
     if job is None or job.kind.encode() not in JOB_KINDS:
         raise NotFound("No such job.")
     return job
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 @router.get("/{job_id}/", summary="The job's DB record")
