@@ -66,6 +66,8 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
 
 def can_transition(source: State, target: State) -> bool:
     """Whether a record in ``source`` may be moved to ``target`` (or updated within it)."""
+    if State.UNKNOWN in (source, target):
+        return False  # the absence of a record: never stored, never left
     if source == target:
         return not source.terminal
     return target in _TRANSITIONS.get(source, frozenset())

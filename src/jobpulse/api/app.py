@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,4 +76,8 @@ def create_app(settings: Settings) -> Any:
 
 def app_from_env() -> Any:
     """The app with settings from the environment (``granian --factory``, ``uvicorn --factory``)."""
-    return create_app(Settings())
+    app = create_app(Settings())
+    # The app's long-lived objects need no collecting: keep them out of the collector's full passes,
+    # which otherwise walk the whole framework on the request path.
+    gc.freeze()
+    return app

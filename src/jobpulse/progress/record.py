@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -124,9 +123,10 @@ def _text(raw: bytes | None) -> str | None:
 
 
 def iso_ms(epoch_ms: int) -> str:
-    """``2026-11-27T08:00:00.123Z`` for a millisecond timestamp."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """``2026-11-27T08:00:00.123Z`` for a millisecond timestamp (on every poll: gmtime, not datetime)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    t = time.gmtime(seconds)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], millis)  # noqa: UP031
 
 
 def progress_body(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: PollPolicy) -> dict[str, Any]:

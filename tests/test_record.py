@@ -1,0 +1,114 @@
+"""The progress record's pure functions: the wire body, the polling hint, update validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from jobpulse.errors import InvalidRequest
+from jobpulse.progress.record import (
+    PollPolicy,
+    ProgressUpdate,
+    iso_ms,
+    progress_body,
+    render_unknown,
+)
+from jobpulse.states import State
+
+POLICY = PollPolicy(active_ms=1000, idle_ms=3000, unknown_ms=2000, stall_ms=10_000)
+
+
+@pytest.mark.parametrize("ms", [0, 999, 1_795_771_794_123, 4_102_444_800_001])
+def test_iso_ms_matches_datetime(ms: int) -> None:
+    expected = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    assert iso_ms(ms) == expected
+
+
+def test_body_from_a_raw_record() -> None:
+    raw = {
+        b"state": b"RUNNING",
+        b"kind": b"spreadsheet_import",
+        b"percent": b"42.5",
+        b"current": b"4250",
+        b"total": b"10000",
+        b"stage": b"validating",
+        b"message": b"Validated 4,250 of 10,000 rows",
+        b"eta_seconds": b"12.3",
+        b"updated_at": b"1795771794123",
+        b"version": b"17",
+        b"owner": b"alice",
+    }
+    body = progress_body("3f0c", raw, 1_795_771_795_000, POLICY)
+    assert body == {
+        "id": "3f0c",
+        "kind": "spreadsheet_import",
+        "state": "RUNNING",
+        "terminal": False,
+        "percent": 42.5,
+        "current": 4250,
+        "total": 10000,
+        "stage": "validating",
+        "message": "Validated 4,250 of 10,000 rows",
+        "error_reason": None,
+        "eta_seconds": 12.3,
+        "updated_at": "2026-11-27T09:29:54.123Z",
+        "version": 17,
+        "poll_after_ms": 1000,
+    }
+    assert "owner" not in body
+
+
+def test_unknown_body_has_nulls_and_a_hint() -> None:
+    body = orjson.loads(render_unknown("x", POLICY))
+    assert body["state"] == "UNKNOWN"
+    assert body["version"] == 0
+    assert body["poll_after_ms"] == 2000
+    assert {k for k, v in body.items() if v is not None} == {
+        "id",
+        "state",
+        "terminal",
+        "version",
+        "poll_after_ms",
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "age_ms", "hint"),
+    [
+        (State.RUNNING, 500, 1000),
+        (State.PROCESSING, 9_999, 1000),
+        (State.RUNNING, 10_000, 3000),  # stalled
+        (State.PENDING, 0, 3000),
+        (State.FALLBACK_TO_GPU, 0, 3000),
+        (State.SUCCESS, 0, None),
+        (State.CANCELLED, 0, None),
+    ],
+)
+def test_poll_hint(state: State, age_ms: int, hint: int | None) -> None:
+    assert POLICY.hint(state, 1_000_000, 1_000_000 + age_ms) == hint
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"state": State.UNKNOWN},
+        {"state": State.RUNNING, "percent": 100.5},
+        {"state": State.RUNNING, "percent": -1},
+        {"state": State.RUNNING, "percent": float("nan")},
+        {"state": State.RUNNING, "eta_seconds": float("inf")},
+    ],
+)
+def test_invalid_updates_are_refused(update: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest):
+        ProgressUpdate(**update)  # type: ignore[arg-type]
+
+
+def test_fields_encode_nulls_as_empty_and_numbers_compactly() -> None:
+    fields = ProgressUpdate(State.RUNNING, percent=50.0, current=3, total=None, message="m" * 2000).fields()
+    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
+    assert pairs["percent"] == "50"
+    assert pairs["current"] == "3"
+    assert pairs["total"] == ""
+    assert len(pairs["message"]) == 1000
