@@ -1,11 +1,13 @@
 """The spreadsheet import job: read, validate each row, save the valid ones in batches.
 
-One bar from 0 to 100: reading the file takes the first 5%, rows the next 90% (stage ``validating``,
-or ``saving`` while a batch is written), and the summary the last 5%.
+One bar from 0 to 100: reading the file takes the first 5%, rows the next 90% (stage ``validating``;
+batches of valid rows are written by a background thread meanwhile), and the last 5% (stage ``saving``)
+waits for the last batches and writes the summary.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from jobpulse.db.models import Job
@@ -14,6 +16,7 @@ from jobpulse.spreadsheet.options import ImportOptions
 from jobpulse.spreadsheet.reader import SpreadsheetLimits, open_sheet
 from jobpulse.spreadsheet.schema import RowError, RowValidator
 from jobpulse.states import JobKind, State
+from jobpulse.worker.batch_writer import BatchWriter
 from jobpulse.worker.context import WorkerContext
 from jobpulse.worker.task import Outcome, input_path, register_task
 
@@ -43,32 +46,32 @@ class SpreadsheetImport:
 
         batch: list[tuple[int, dict[str, Any]]] = []
         errors: list[RowError] = []
-        imported = rejected = processed = errors_total = 0
+        rejected = processed = errors_total = 0
         max_errors = settings.spreadsheet_max_errors
         batch_rows = settings.spreadsheet_batch_rows
-        for row_number, values in sheet.rows():
-            data, row_errors = validator.validate(row_number, values)
-            processed += 1
-            if data is None:
-                rejected += 1
-                errors_total += len(row_errors)
-                if len(errors) < max_errors:
-                    errors.extend(row_errors[: max_errors - len(errors)])
-            else:
-                batch.append((row_number, data))
-            if len(batch) >= batch_rows:
-                reporter.update(stage="saving")
-                imported += context.jobs.insert_rows(job.id, batch)
-                batch.clear()
-                reporter.update(stage="validating")
-            if processed % _REPORT_EVERY == 0:
-                reporter.update(
-                    processed,
-                    percent=5.0 + 90.0 * processed / max(total, processed),
-                    message=f"Processed {processed:,} of {total:,} rows",
-                )
-        reporter.update(processed, percent=95.0, stage="saving", message="Saving the last rows")
-        imported += context.jobs.insert_rows(job.id, batch)
+        with BatchWriter(partial(context.jobs.insert_rows, job.id)) as writer:
+            for row_number, values in sheet.rows():
+                data, row_errors = validator.validate(row_number, values)
+                processed += 1
+                if data is None:
+                    rejected += 1
+                    errors_total += len(row_errors)
+                    if len(errors) < max_errors:
+                        errors.extend(row_errors[: max_errors - len(errors)])
+                else:
+                    batch.append((row_number, data))
+                    if len(batch) >= batch_rows:
+                        writer.write(batch)
+                        batch = []
+                if processed % _REPORT_EVERY == 0:
+                    reporter.update(
+                        processed,
+                        percent=5.0 + 90.0 * processed / max(total, processed),
+                        message=f"Processed {processed:,} of {total:,} rows",
+                    )
+            reporter.update(processed, percent=95.0, stage="saving", message="Saving the last rows")
+            writer.write(batch)
+            imported = writer.close()
 
         result = {
             "format": sheet.format,
