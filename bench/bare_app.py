@@ -19,11 +19,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 def app_from_env() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """Reads ``REDIS_URL`` and ``BENCH_KEY_PREFIX`` at call time (a server factory)."""
-    kind = os.environ.get("BENCH_POOL", "blocking")
-    if kind == "blocking":
-        pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=256)
-    else:
-        pool = aioredis.ConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=256)
+    # The same pool as jobpulse's (progress/connection.py), so the comparison is of everything else.
+    pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=256)
     client = aioredis.Redis.from_pool(pool)
     prefix = os.environ.get("BENCH_KEY_PREFIX", "jp:") + "p:"
     policy = PollPolicy()
