@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,65 +11,40 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-import redis
 
-from jobpulse.embedded import find_redis_server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from jobpulse.embedded import RedisCommand, free_port
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` on a unix socket, with Redis's default data structure settings."""
+    """A throwaway ``redis-server`` (jobpulse's embedded one, without persistence) with Redis's default
+    data structure settings; it can be stopped and started again mid-test."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.socket = folder / "redis.sock"
-        self.url = f"unix://{self.socket}"
+        self.command = RedisCommand(folder, persistent=False)
+        self.url = self.command.url
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.socket.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.socket),
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
+        self.process = subprocess.Popen(self.command.argv, stdout=subprocess.DEVNULL)
+        self.command.wait_ready()
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """SIGTERM a child's process group; SIGKILL it if it has not ended after ``timeout`` seconds."""
+    if process is None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 def service_env(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -107,14 +81,8 @@ class Worker:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-            self.process = None
+        stop_group(self.process)
+        self.process = None
 
 
 class ApiServer:
@@ -157,11 +125,5 @@ class ApiServer:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-            self.process = None
+        stop_group(self.process)
+        self.process = None

@@ -15,9 +15,10 @@ import psutil
 import pytest
 
 from jobpulse.auth import mint_token
+from jobpulse.embedded import free_port
 from tests.conftest import SECRET
 from tests.jobs import poll_until_terminal, submit_file
-from tests.services import ApiServer, free_port, service_env
+from tests.services import ApiServer, service_env
 
 pytestmark = pytest.mark.integration
 

