@@ -118,3 +118,38 @@ async def test_db_record_matches_and_other_owner_gets_404(
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert (await client.get("/jobs/nope/", headers=auth)).status_code == 404
+
+
+async def test_the_documented_fastapi_route_answers_like_the_layer(
+    client: httpx.AsyncClient, auth: dict[str, str], app: Any
+) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=app.app), base_url="http://test")
+    async with inner:
+        for headers in (auth, {**auth, "If-None-Match": '"1"'}, {}):
+            via_layer = await client.get(f"/jobs/{job_id}/progress/", headers=headers)
+            via_route = await inner.get(f"/jobs/{job_id}/progress/", headers=headers)
+            assert via_route.status_code == via_layer.status_code
+            assert via_route.headers.get("etag") == via_layer.headers.get("etag")
+            if via_layer.content:
+                body_layer, body_route = via_layer.json(), via_route.json()
+                body_layer.pop("poll_after_ms", None)
+                body_route.pop("poll_after_ms", None)
+                assert body_route == body_layer
+
+
+async def test_head_and_odd_headers_never_500(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    head = await client.head(f"/jobs/{job_id}/progress/", headers=auth)
+    assert head.status_code == 200
+    assert head.content == b""
+    for if_none_match in ("*", 'W/"1"', '"9", "1"', "garbage", ""):
+        response = await client.get(
+            f"/jobs/{job_id}/progress/", headers={**auth, "If-None-Match": if_none_match}
+        )
+        assert response.status_code in (200, 304), if_none_match
+    for authorization in (b"Bearer", b"Bearer  ", b"bearer x.y.z", "Bearer \u00e9".encode("latin-1")):
+        response = await client.get(f"/jobs/{job_id}/progress/", headers={b"Authorization": authorization})
+        assert response.status_code == 401
+    response = await client.get("/jobs/" + "a" * 5000 + "/progress/", headers=auth)
+    assert response.json()["state"] == "UNKNOWN"

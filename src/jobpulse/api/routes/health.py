@@ -8,7 +8,7 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from jobpulse.api.deps import ServicesDep
-from jobpulse.api.routes.jobs import json_response
+from jobpulse.api.responses import json_response
 
 __all__ = ["router"]
 

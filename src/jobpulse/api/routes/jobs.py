@@ -2,68 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
+from jobpulse.api.lifecycle import cancel, queue_job
 from jobpulse.api.progress import JOB_KINDS
 from jobpulse.api.records import job_record, links
+from jobpulse.api.responses import json_response
 from jobpulse.api.uploads import receive_upload
+from jobpulse.db.models import Job
 from jobpulse.db.repository import NewJob
-from jobpulse.errors import (
-    Conflict,
-    InvalidOptions,
-    InvalidRequest,
-    JobpulseError,
-    NotFound,
-    ServiceUnavailable,
-)
+from jobpulse.errors import InvalidOptions, InvalidRequest, NotFound
 from jobpulse.ids import is_job_id, new_job_id
-from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
 from jobpulse.spreadsheet.options import parse_options
-from jobpulse.states import JobKind, State
-from jobpulse.worker.app import TASKS
+from jobpulse.states import JobKind
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 _OPTION_PARSERS = {JobKind.SPREADSHEET_IMPORT: parse_options}
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-async def progress_of(services: Services, job_id: str) -> dict[str, Any] | None:
-    raw = await services.store.read(job_id)
-    if raw is None:
-        return None
-    return progress_body(job_id, raw, int(time.time() * 1000), services.policy)
-
-
-def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
-    """Send the job's Celery message; 503 if the broker cannot take it."""
-    name, queue = TASKS[kind]
-    try:
-        services.celery.send_task(
-            name,
-            args=[job_id],
-            queue=queue,
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-        )
-    except Exception as exc:  # kombu raises its own and the transport's errors
-        raise ServiceUnavailable(
-            "The job queue is unreachable; try again shortly.", code="broker_unavailable"
-        ) from exc
 
 
 @router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
@@ -94,7 +57,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
             input_size_bytes=upload.file.size_bytes,
             input_content_type=upload.file.content_type,
         )
-        body = await _queue_job(services, new, kind)
+        body = await queue_job(services, new, kind)
     except BaseException:  # a refused or failed submission leaves nothing on disk
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -120,28 +83,6 @@ def _job_kind(fields: dict[str, str]) -> JobKind:
     return kind
 
 
-async def _queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str, Any]:
-    """DB row, PENDING record, Celery message; undone if a later step fails, so no job is left unrun."""
-    await run_in_threadpool(services.jobs.create, new)
-    try:
-        await services.store.write(
-            new.id,
-            ProgressUpdate(State.PENDING, percent=0.0, message="Waiting for a worker"),
-            owner=new.owner,
-            kind=new.kind,
-            create=True,
-        )
-        body = await progress_of(services, new.id)
-        await run_in_threadpool(enqueue, services, kind, new.id)
-    except JobpulseError:
-        await run_in_threadpool(services.jobs.delete, new.id)
-        with contextlib.suppress(ServiceUnavailable):  # else the record expires on its own
-            await services.store.delete(new.id)
-        raise
-    assert body is not None
-    return body
-
-
 @router.get("/", summary="The caller's jobs, newest first")
 def list_jobs(
     services: ServicesDep,
@@ -154,7 +95,8 @@ def list_jobs(
     return json_response({"items": [job_record(job) for job in jobs], "next_cursor": next_cursor})
 
 
-def _own_job(services: Services, owner: str, job_id: str) -> Any:
+def _own_job(services: Services, owner: str, job_id: str) -> Job:
+    """The caller's job of a kind this router serves; 404 for anything else (missing, foreign, a video)."""
     job_id = job_id.lower()
     job = services.jobs.get(job_id, owner=owner) if is_job_id(job_id) else None
     if job is None or job.kind.encode() not in JOB_KINDS:
@@ -211,32 +153,3 @@ def get_rows(
 async def cancel_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
     job = await run_in_threadpool(_own_job, services, owner, job_id)
     return json_response(await cancel(services, job), 202)
-
-
-async def cancel(services: Services, job: Any) -> dict[str, Any]:
-    """Cancel ``job`` (DB first, then Redis); the worker notices at its next progress report."""
-    if State(job.state).terminal:
-        raise Conflict(f"The job already ended ({job.state}).", code="already_terminal")
-    try:
-        last = await progress_of(services, job.id) or {}
-    except ServiceUnavailable:
-        last = {}
-    percent = last.get("percent")
-    done = await run_in_threadpool(
-        services.jobs.finish, job.id, State.CANCELLED, owner=job.owner, percent=percent
-    )
-    if not done:
-        raise Conflict("The job already ended.", code="already_terminal")
-    update = ProgressUpdate(
-        State.CANCELLED,
-        percent=percent,
-        current=last.get("current"),
-        total=last.get("total"),
-        message="Cancelled by its owner",
-    )
-    try:
-        await services.store.write(job.id, update, owner=job.owner, kind=job.kind)
-        body = await progress_of(services, job.id)
-    except ServiceUnavailable:
-        body = None  # the DB has it; the worker stops when it next finds it cancelled
-    return body or progress_from_job(job.id, job.kind, update, services.policy)
