@@ -21,8 +21,24 @@ apt_install() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# A Python of 3.11 or newer: python3 if it is one, else the newest on PATH (Ubuntu 22.04: apt brings 3.11).
+find_python() {
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+}
+python=$(find_python)
+if [ -z "$python" ]; then
+  apt_install python3.11 python3.11-venv
+  python=python3.11
+fi
+
 missing=()
-python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+"$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=("$(basename "$python")-venv")
 if [ "$want_test" = 1 ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
@@ -34,7 +50,7 @@ fi
 
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  [ -x .venv/bin/python ] || python3 -m venv .venv
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,postgres]'
   touch "$stamp"

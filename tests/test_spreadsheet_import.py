@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import tempfile
 import time
 import uuid
 import zipfile
@@ -20,6 +21,7 @@ from jobpulse.states import JobKind
 from jobpulse.worker.app import TASKS, create_celery
 from tests.jobs import poll_until_terminal, submit_file
 from tests.services import Worker
+from tests.test_spreadsheet_reader import write_ods
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -124,6 +126,11 @@ def _encrypted() -> bytes:
     )
 
 
+def _no_sheets() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return write_ods(Path(folder) / "none.ods", {}).read_bytes()
+
+
 BAD_INPUTS: dict[str, tuple[str, bytes, str | None]] = {
     "random bytes": ("data.xlsx", bytes(range(256)) * 40, None),
     "pdf renamed": ("report.xlsx", b"%PDF-1.4\n" + b"x" * 2000, None),
@@ -138,6 +145,7 @@ BAD_INPUTS: dict[str, tuple[str, bytes, str | None]] = {
     ),
     "no such sheet": ("people.xlsx", xlsx_bytes(3), '{"sheet": "Sheet9"}'),
     "zip bomb": ("bomb.xlsx", _zip_bomb(), None),
+    "no sheets": ("none.ods", _no_sheets(), None),
     "all rows invalid": ("n.csv", b"n\nx\ny\n", '{"columns": [{"name": "n", "type": "integer"}]}'),
 }
 
@@ -238,3 +246,9 @@ def test_uploads_are_removed_once_the_job_ends(
     while (Path(settings.upload_dir) / job_id).exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_an_empty_upload_is_refused_at_the_door(http: httpx.Client, auth: dict[str, str]) -> None:
+    response = submit_file(http, auth, b"", "empty.csv")
+    assert response.status_code == 400
+    assert response.json() == {"error": {"code": "empty_file", "message": "The uploaded file is empty."}}
