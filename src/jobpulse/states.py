@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TERMINAL_STATES", "JobKind", "State", "allowed_sources", "can_transition"]
+__all__ = ["RESULT_STATES", "TERMINAL_STATES", "JobKind", "State", "allowed_sources", "can_transition"]
 
 
 class State(enum.StrEnum):
@@ -50,6 +50,9 @@ TERMINAL_STATES: frozenset[State] = frozenset(
         State.CANCELLED,
     }
 )
+
+# Terminal states that carry a result: the bar is full, and the job's output is kept.
+RESULT_STATES: frozenset[State] = frozenset({State.SUCCESS, State.READY, State.REVIEW_REQUIRED})
 
 _ENDINGS = frozenset({State.REJECTED_BAD_INPUT, State.FAILED, State.CANCELLED})
 

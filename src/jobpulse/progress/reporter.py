@@ -15,7 +15,7 @@ import time
 from jobpulse.errors import JobCancelled, ServiceUnavailable
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.store import ProgressStore, WriteResult, WriteStatus
-from jobpulse.states import State
+from jobpulse.states import RESULT_STATES, State
 
 __all__ = ["Reporter"]
 
@@ -106,7 +106,7 @@ class Reporter:
         self, state: State, *, error_reason: str | None = None, message: str | None = None
     ) -> WriteResult | None:
         """The terminal write (never coalesced). Returns None when Redis is unreachable."""
-        if state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED):
+        if state in RESULT_STATES:
             self.percent = 100.0
             if self.total is not None:
                 self.current = self.total

@@ -21,7 +21,7 @@ from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
 from jobpulse.progress.store import REDIS_ERRORS
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
+from jobpulse.states import RESULT_STATES, JobKind, State
 from jobpulse.worker.app import TASKS
 from jobpulse.worker.context import WorkerContext, worker_context
 
@@ -121,11 +121,9 @@ def _run_leased(context: WorkerContext, job: Job, handler: JobHandler) -> State 
 def _finish(
     context: WorkerContext, job: Job, handler: JobHandler, reporter: Reporter, outcome: Outcome
 ) -> State | None:
-    if outcome.state is not State.SUCCESS and outcome.state is not State.REVIEW_REQUIRED:
+    if outcome.state not in RESULT_STATES:
         handler.discard(job, context)
-    percent = (
-        100.0 if outcome.state in (State.SUCCESS, State.READY, State.REVIEW_REQUIRED) else reporter.percent
-    )
+    percent = 100.0 if outcome.state in RESULT_STATES else reporter.percent
     # The DB first: a client that sees a terminal progress record finds the same state in the DB.
     recorded = context.jobs.finish(
         job.id,
@@ -137,7 +135,7 @@ def _finish(
     if not recorded:
         # Someone ended it first (the owner cancelled): mirror the DB's state, drop our output.
         current = context.jobs.get(job.id)
-        if outcome.state is State.SUCCESS or outcome.state is State.REVIEW_REQUIRED:
+        if outcome.state in RESULT_STATES:
             handler.discard(job, context)
         if current is not None and State(current.state).terminal:
             reporter.finish(State(current.state), error_reason=current.error_reason)
