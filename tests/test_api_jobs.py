@@ -16,6 +16,28 @@ from tests.jobs import CSV, submit_csv
 pytestmark = pytest.mark.integration
 
 
+class StreamedUpload:
+    """A multipart body sent chunk by chunk (``kind`` first, then the file), counting what was sent."""
+
+    def __init__(self, kind: str, *, chunk: bytes, chunks: int) -> None:
+        self.kind = kind
+        self.chunk = chunk
+        self.chunks = chunks
+        self.sent = 0
+
+    async def body(self) -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="kind"\r\n\r\n' + self.kind.encode() + b"\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+        for _ in range(self.chunks):
+            self.sent += len(self.chunk)
+            yield self.chunk
+        yield b"\r\n--b--\r\n"
+
+    async def post(self, client: httpx.AsyncClient, auth: dict[str, str]) -> httpx.Response:
+        headers = {**auth, "content-type": "multipart/form-data; boundary=b"}
+        return await client.post("/jobs/", headers=headers, content=self.body())
+
+
 async def test_expired_record_reads_unknown_while_db_keeps_terminal_state(
     settings: Settings, auth: dict[str, str]
 ) -> None:
@@ -116,25 +138,12 @@ async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncCli
 async def test_upload_over_the_limit_is_413_while_streaming(
     small_limit_client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
 ) -> None:
-    sent = 0
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        boundary = b"--xyz\r\n"
-        yield boundary + b'Content-Disposition: form-data; name="kind"\r\n\r\nspreadsheet_import\r\n'
-        yield boundary + b'Content-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
-        for _ in range(1000):  # 64 MB if it were all read
-            sent += 65536
-            yield b"a,b\n" * 16384
-        yield b"\r\n--xyz--\r\n"
-
-    response = await small_limit_client.post(
-        "/jobs/", headers={**auth, "content-type": "multipart/form-data; boundary=xyz"}, content=body()
-    )
+    upload = StreamedUpload("spreadsheet_import", chunk=b"a,b\n" * 16384, chunks=1000)  # 64 MB in all
+    response = await upload.post(small_limit_client, auth)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert "97 KB" in response.json()["error"]["message"]
-    assert sent < 1_000_000  # it stopped reading early
+    assert upload.sent < 1_000_000  # it stopped reading early
     declared = await small_limit_client.post(
         "/jobs/",
         headers={**auth, "content-length": "999999999", "content-type": "multipart/form-data; boundary=x"},
@@ -172,23 +181,11 @@ async def test_metrics_count_sql_by_route(client: httpx.AsyncClient, auth: dict[
 async def test_a_bad_kind_is_refused_before_the_file_is_streamed(
     small_limit_client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    sent = 0
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        yield b'--b\r\nContent-Disposition: form-data; name="kind"\r\n\r\nai_inference\r\n'
-        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n'
-        for _ in range(100):
-            sent += 1000
-            yield b"x" * 1000
-        yield b"\r\n--b--\r\n"
-
-    response = await small_limit_client.post(
-        "/jobs/", headers={**auth, "content-type": "multipart/form-data; boundary=b"}, content=body()
-    )
+    upload = StreamedUpload("ai_inference", chunk=b"x" * 1000, chunks=100)
+    response = await upload.post(small_limit_client, auth)
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith("Jobs of kind 'ai_inference' are not accepted yet")
-    assert sent < 100_000
+    assert upload.sent < 100_000
 
 
 async def test_ids_are_case_insensitive_on_every_route(

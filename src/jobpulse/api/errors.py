@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 
 import orjson
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.errors import (
     AuthenticationError,
     Conflict,
@@ -129,6 +129,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JobpulseError, _jobpulse_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_error)
-    app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_error)
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,12 +12,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from jobpulse.errors import ConfigurationError
 
-__all__ = ["StatementCounter", "create_db_engine", "current_route", "normalize_url"]
+__all__ = ["DATABASE_ERRORS", "StatementCounter", "create_db_engine", "current_route", "normalize_url"]
+
+# The database cannot be reached (or, on SQLite, is locked): the API answers 503, workers retry later.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
 
 # The route being served, set by the API per request so statements can be attributed to it.
 current_route: contextvars.ContextVar[str] = contextvars.ContextVar("jobpulse_route", default="-")

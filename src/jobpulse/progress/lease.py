@@ -7,22 +7,16 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from importlib import resources
 
 import redis
 
 from jobpulse.keys import Keyspace
+from jobpulse.progress.lua import lua_source
 from jobpulse.progress.store import REDIS_ERRORS
 
 __all__ = ["Lease"]
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def _lua(name: str) -> str:
-    return resources.files("jobpulse.progress").joinpath(f"lua/{name}").read_text()
 
 
 class Lease:
@@ -33,8 +27,8 @@ class Lease:
         self.key = keys.lock(job_id)
         self.ttl_ms = keys.lock_ttl_ms
         self.token = secrets.token_hex(16)
-        self._renew = client.register_script(_lua("renew_lease.lua"))
-        self._release = client.register_script(_lua("release_lease.lua"))
+        self._renew = client.register_script(lua_source("renew_lease.lua"))
+        self._release = client.register_script(lua_source("release_lease.lua"))
 
     def acquire(self) -> bool:
         """Take the lease; False if another worker holds it."""

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -20,6 +19,7 @@ import redis.exceptions
 
 from jobpulse.errors import ServiceUnavailable
 from jobpulse.keys import Keyspace
+from jobpulse.progress.lua import lua_source
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.states import State, allowed_sources
 
@@ -28,11 +28,6 @@ __all__ = ["AsyncProgressStore", "ProgressStore", "WriteResult", "WriteStatus"]
 UNREACHABLE = "Progress storage is unreachable; try again shortly."
 Raw = dict[bytes, bytes]  # a record as HGETALL returns it (the clients do not decode)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-@cache
-def _script_source() -> str:
-    return resources.files("jobpulse.progress").joinpath("lua/write_progress.lua").read_text()
 
 
 @cache
@@ -114,7 +109,7 @@ class ProgressStore(_StoreBase):
     def __init__(self, client: redis.Redis, keys: Keyspace) -> None:
         super().__init__(keys)
         self.client = client
-        self._script = client.register_script(_script_source())
+        self._script = client.register_script(lua_source("write_progress.lua"))
 
     def write(
         self, job_id: str, update: ProgressUpdate, *, owner: str, kind: str, create: bool = False
@@ -141,7 +136,7 @@ class AsyncProgressStore(_StoreBase):
     def __init__(self, client: aioredis.Redis, keys: Keyspace) -> None:
         super().__init__(keys)
         self.client = client
-        self._script = client.register_script(_script_source())
+        self._script = client.register_script(lua_source("write_progress.lua"))
 
     async def write(
         self, job_id: str, update: ProgressUpdate, *, owner: str, kind: str, create: bool = False

@@ -43,12 +43,15 @@ class BatchWriter(Generic[T]):
 
     def close(self) -> int:
         """Wait for every queued batch; the number of rows written, or the first error."""
-        if self._thread.is_alive():
-            self._queue.put(_DONE)
-            self._thread.join()
+        self._drain()
         if self._error is not None:
             raise self._error
         return self.written
+
+    def _drain(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join()
 
     def __enter__(self) -> BatchWriter[T]:
         return self
@@ -59,5 +62,4 @@ class BatchWriter(Generic[T]):
         if kind is None:
             self.close()
         else:  # the job failed: let the writer drain, but the job's own error is the one to report
-            self._queue.put(_DONE)
-            self._thread.join()
+            self._drain()

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 
+from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.db.models import Job
 from jobpulse.errors import BadInput, JobCancelled, ServiceUnavailable
 from jobpulse.progress.lease import Lease
@@ -60,8 +60,7 @@ class JobHandler(Protocol):
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     ServiceUnavailable,
     *REDIS_ERRORS,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
+    *DATABASE_ERRORS,
 )
 _MAX_RETRY_DELAY = 300
 
