@@ -10,29 +10,26 @@ with wrk (Debian's `wrk`), and prints a markdown table of medians. Needs `wrk` a
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 import redis
+from benchkit import SECRET, scratch
 
 from jobpulse.auth import mint_token
-from jobpulse.embedded import find_redis_server
 from jobpulse.keys import Keyspace
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.store import ProgressStore
 from jobpulse.settings import Settings
 from jobpulse.states import State
 
-SECRET = "bench-secret-bench-secret-bench-secret"
 APPS = {"jobpulse": "jobpulse.api.app:app_from_env", "bare ASGI": "bare_app:app_from_env"}
 WRK_LUA = 'wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")\n'
 
@@ -65,25 +62,14 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
 
-    folder = Path(tempfile.mkdtemp(prefix="jobpulse-bench-"))
-    sock = folder / "redis.sock"
-    redis_server = subprocess.Popen(
-        [find_redis_server(), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)
+    with scratch() as bench:
         env = dict(
-            os.environ,
-            REDIS_URL=f"unix://{sock}",
-            DATABASE_URL=f"sqlite:///{folder / 'db.sqlite'}",
-            JOBPULSE_SECRET_KEY=SECRET,
-            JOBPULSE_DATA_DIR=str(folder / "data"),
+            bench.env,
             PYTHONPATH=str(Path(__file__).parent),
             TOKEN=mint_token(SECRET, "bench", 3600),
         )
-        settings = Settings(redis_url=env["REDIS_URL"], secret_key=SECRET)
-        client = redis.Redis.from_url(env["REDIS_URL"])
+        settings = Settings(redis_url=bench.redis_url, secret_key=SECRET)
+        client = redis.Redis.from_url(bench.redis_url)
         job_id = str(uuid.uuid4())
         update = ProgressUpdate(
             State.RUNNING,
@@ -97,7 +83,7 @@ def main() -> None:
         ProgressStore(client, Keyspace.from_settings(settings)).write(
             job_id, update, owner="bench", kind="spreadsheet_import"
         )
-        script = folder / "auth.lua"
+        script = bench.folder / "auth.lua"
         script.write_text(WRK_LUA)
         results: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for name, target in APPS.items():
@@ -136,10 +122,6 @@ def main() -> None:
                 server.terminate()
                 server.wait(10)
         client.close()
-    finally:
-        redis_server.terminate()
-        redis_server.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
 
     print(f"| app | connections | requests/s (median of {args.runs}) | p99 ms | vs bare |")
     print("|---|---|---|---|---|")

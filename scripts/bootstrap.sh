@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything jobpulse needs on a fresh Debian/Ubuntu machine, idempotently.
 #   scripts/bootstrap.sh          the runtime: a virtualenv in .venv with jobpulse installed
-#   scripts/bootstrap.sh --test   also what the test suite needs: redis-server and PostgreSQL
+#   scripts/bootstrap.sh --test   also what the test suite needs: redis-server, PostgreSQL, and Node.js
+#                                 with the browser client's dev dependencies (clients/js/node_modules)
 # System packages are installed with apt-get when missing and we are root (or have sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,10 @@ missing=()
 if [ "$want_test" = 1 ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  # The browser client's tests need Node.js 20 or newer (node:test, fetch) and npm.
+  node_ok() { node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null; }
+  node_ok || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   # Outside CI a missing PostgreSQL only narrows `make test` to SQLite (scripts/test.sh says so).
@@ -54,4 +59,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,postgres]'
   touch "$stamp"
+fi
+
+if [ "$want_test" = 1 ]; then
+  if ! node_ok; then
+    echo "bootstrap: the browser client's tests need Node.js 20 or newer (found: $(node --version 2>&1));" \
+      "Debian 12's own package is 18: install 20 from nodesource.com or nodejs.org" >&2
+    exit 1
+  fi
+  js_stamp=clients/js/node_modules/.installed
+  if [ ! -f "$js_stamp" ] || [ clients/js/package-lock.json -nt "$js_stamp" ]; then
+    npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+    touch "$js_stamp"
+  fi
 fi

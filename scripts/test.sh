@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, then pytest on SQLite and again on a throwaway PostgreSQL.
+# The whole test suite: lint, types, the browser client's tests, then pytest on SQLite and again on a
+# throwaway PostgreSQL.
 # Tests run against real services (a redis-server process, the databases, Celery workers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
+echo "== browser client: tsc --checkJs, node --test"
+npm run --silent --prefix clients/js typecheck
+npm test --silent --prefix clients/js
 
 echo "== pytest (SQLite)"
 unset JOBPULSE_TEST_DATABASE_URL

@@ -5,6 +5,7 @@ from jobpulse.errors import (
     BadInput,
     ConfigurationError,
     Conflict,
+    DeadlineExceeded,
     InvalidOptions,
     InvalidRequest,
     JobCancelled,
@@ -17,7 +18,7 @@ from jobpulse.errors import (
 from jobpulse.settings import Settings
 from jobpulse.states import TERMINAL_STATES, JobKind, State
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "TERMINAL_STATES",
@@ -25,6 +26,7 @@ __all__ = [
     "BadInput",
     "ConfigurationError",
     "Conflict",
+    "DeadlineExceeded",
     "InvalidOptions",
     "InvalidRequest",
     "JobCancelled",

@@ -1,5 +1,7 @@
-"""The ``jobpulse`` command: ``up`` for the embedded all-in-one run, and the parts of a real deployment
-(``serve``, ``worker``, ``migrate``, ``token create``)."""
+"""The ``jobpulse`` command: ``up`` for the embedded all-in-one run, the parts of a real deployment
+(``serve``, ``worker``, ``migrate``, ``token create``), and the client (``submit``, ``watch``, ``status``,
+from :mod:`jobpulse.client.cli`). Server modules are imported by the commands that use them, so the
+client commands start fast."""
 
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from jobpulse.auth import mint_token
-from jobpulse.db.engine import create_db_engine
-from jobpulse.db.migrate import upgrade
-from jobpulse.embedded import RedisCommand
+from jobpulse.client.cli import commands as client_commands
 from jobpulse.errors import ConfigurationError
 from jobpulse.settings import Settings
-from jobpulse.supervisor import ProcessGroup
+
+if TYPE_CHECKING:
+    from jobpulse.supervisor import ProcessGroup
 
 __all__ = ["main"]
 
@@ -45,12 +48,21 @@ def main() -> None:
     """jobpulse: live progress for background jobs."""
 
 
+for _command in client_commands():
+    main.add_command(_command)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @_DATA_DIR
 def up(host: str, port: int, data_dir: Path | None) -> None:
     """Run everything: Redis (unless REDIS_URL is set), migrations, the API and one worker."""
+    from jobpulse.db.engine import create_db_engine
+    from jobpulse.db.migrate import upgrade
+    from jobpulse.embedded import RedisCommand
+    from jobpulse.supervisor import ProcessGroup
+
     settings = _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -168,6 +180,9 @@ def worker(queues: str | None, concurrency: int | None, data_dir: Path | None) -
 @_DATA_DIR
 def migrate(data_dir: Path | None) -> None:
     """Create or upgrade the database schema."""
+    from jobpulse.db.engine import create_db_engine
+    from jobpulse.db.migrate import upgrade
+
     settings = _settings(data_dir)
     upgrade(create_db_engine(settings.resolved_database_url))
     click.echo("database is up to date")

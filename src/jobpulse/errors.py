@@ -12,6 +12,7 @@ to HTTP answers in one place (:mod:`jobpulse.api.errors`)::
     ├── InvalidRequest            a malformed request (HTTP 400)
     │   ├── PayloadTooLarge       an upload over its size limit (HTTP 413)
     │   └── InvalidOptions        options or fields that fail validation (HTTP 422)
+    ├── DeadlineExceeded          a client's wait passed its deadline (also a TimeoutError)
     └── JobError                  raised inside a worker; ends the job
         ├── BadInput              the input is unacceptable: REJECTED_BAD_INPUT with ``message`` as reason
         └── JobCancelled          the owner cancelled the job; the worker stops at its next report
@@ -24,6 +25,7 @@ __all__ = [
     "BadInput",
     "ConfigurationError",
     "Conflict",
+    "DeadlineExceeded",
     "InvalidOptions",
     "InvalidRequest",
     "JobCancelled",
@@ -97,6 +99,12 @@ class InvalidOptions(InvalidRequest):
     """Options or fields that fail validation."""
 
     code = "invalid_options"
+
+
+class DeadlineExceeded(JobpulseError, TimeoutError):
+    """A client's wait for a job passed its deadline; the job itself goes on."""
+
+    code = "deadline_exceeded"
 
 
 class JobError(JobpulseError):

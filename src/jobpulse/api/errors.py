@@ -81,13 +81,16 @@ async def _jobpulse_error(_request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
-    """A bad query, path or header parameter is a malformed request (400); a bad body is 422."""
+    """A bad query, path or header parameter, or a body that is not JSON, is a malformed request (400);
+    a JSON body of the wrong shape is 422."""
     assert isinstance(exc, RequestValidationError)
     problems = []
     in_body = False
     for error in exc.errors()[:5]:
         location = error.get("loc", ())
-        in_body = in_body or (bool(location) and location[0] == "body")
+        in_body = in_body or (
+            bool(location) and location[0] == "body" and error.get("type") != "json_invalid"
+        )
         where = ".".join(str(part) for part in location[1:])
         problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg")))
     message = "Invalid request: " + "; ".join(problems)

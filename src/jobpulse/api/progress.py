@@ -14,16 +14,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from jobpulse.api.errors import error_reply
 from jobpulse.api.metrics import Metrics
 from jobpulse.auth import TokenVerifier, bearer_token
 from jobpulse.errors import JobpulseError
 from jobpulse.ids import is_job_id
-from jobpulse.progress.record import PollPolicy, render_progress, render_unknown
+from jobpulse.progress.record import PollPolicy, progress_body, render_progress, render_unknown, unknown_body
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.states import JobKind
 
-__all__ = ["JOB_KINDS", "VIDEO_KINDS", "ProgressEndpoint", "ProgressLayer", "Reply"]
+__all__ = ["BATCH_LIMIT", "JOB_KINDS", "VIDEO_KINDS", "ProgressEndpoint", "ProgressLayer", "Reply"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,6 +35,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JOB_KINDS = frozenset({JobKind.SPREADSHEET_IMPORT.value.encode(), JobKind.AI_INFERENCE.value.encode()})
 VIDEO_KINDS = frozenset({JobKind.VIDEO.value.encode()})
+
+BATCH_LIMIT = 500  # ids per batch request (the contract's limit)
 
 _COMMON = [(b"content-type", b"application/json"), (b"cache-control", b"private, no-cache")]
 
@@ -79,6 +83,26 @@ class ProgressEndpoint:
             return Reply(304, [(b"etag", etag), (b"cache-control", b"private, no-cache")], b"")
         body = render_progress(job_id, raw, int(time.time() * 1000), self.policy)
         return Reply(200, [*_COMMON, (b"etag", etag)], body)
+
+    async def batch(self, owner: str, job_ids: list[str]) -> bytes:
+        """``{"items": {id: progress}}`` for many ids of any kind, from one Redis round trip.
+
+        Items are keyed by the id as sent (duplicates answered once); malformed, missing and other
+        owners' ids are UNKNOWN.
+        """
+        wanted = {job_id: job_id.lower() for job_id in job_ids}
+        valid = sorted({normal for normal in wanted.values() if is_job_id(normal)})
+        records = dict(zip(valid, await self.store.read_many(valid), strict=True)) if valid else {}
+        now_ms = int(time.time() * 1000)
+        owner_bytes = owner.encode()
+        items: dict[str, Any] = {}
+        for sent, normal in wanted.items():
+            raw = records.get(normal)
+            if raw is None or raw.get(b"owner") != owner_bytes:
+                items[sent] = unknown_body(normal, self.policy)
+            else:
+                items[sent] = progress_body(normal, raw, now_ms, self.policy)
+        return orjson.dumps({"items": items})
 
 
 # /jobs/{id}/progress/ and /media/videos/{id}/progress/ (the trailing slash is optional).

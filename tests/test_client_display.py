@@ -1,0 +1,61 @@
+"""The CLI's display: server text shown literally, the bar coloured by state, a line per change off a tty."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from jobpulse.client.display import JobDisplay, summary
+from jobpulse.client.progress import Progress
+
+
+def record(state: str, version: int, **fields: Any) -> Progress:
+    terminal = state in ("SUCCESS", "FAILED", "REJECTED_BAD_INPUT")
+    return Progress.from_body(
+        {
+            "id": "j",
+            "kind": "spreadsheet_import",
+            "state": state,
+            "terminal": terminal,
+            "version": version,
+            **fields,
+        }
+    )
+
+
+def test_the_live_bar_shows_server_text_literally_and_takes_the_states_colour() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=140, color_system="standard")
+    with JobDisplay(console, "j") as display:
+        display.show(
+            record(
+                "RUNNING", 2, percent=42.5, stage="validating", message="Row [3] of [bold]x", eta_seconds=75
+            )
+        )
+        display._bar.refresh()
+        running = out.getvalue()
+        display.show(record("FAILED", 3, percent=42.5, error_reason="Something went wrong on our side."))
+        display._bar.refresh()
+        failed = out.getvalue()[len(running) :]
+    assert "Row [3] of [bold]x" in running and "validating" in running
+    assert "42.5%" in running and "ETA 1:15" in running
+    assert "\x1b[36m━" in running  # cyan bar while running
+    assert "\x1b[1;31m━" in failed  # bold red once failed
+
+
+def test_off_a_terminal_each_change_is_a_line_and_the_summary_carries_the_reason() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    with JobDisplay(console, "j") as display:
+        display.show(record("PENDING", 1, percent=0))
+        display.show(record("REJECTED_BAD_INPUT", 2, percent=10, error_reason="Row 2: 'x' is not an email."))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("PENDING") and "0.0%" in lines[0]
+    assert lines[1].startswith("REJECTED_BAD_INPUT") and lines[2] == "Row 2: 'x' is not an email."
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(
+        summary(record("SUCCESS", 3, percent=100, message="Imported 2 rows"))
+    )
+    assert buffer.getvalue().split() == ["SUCCESS", "100.0%", "Imported", "2", "rows"]
