@@ -1,4 +1,5 @@
-# The two entry points: `make run` (jobpulse on embedded defaults) and `make test` (the whole suite).
+# The two entry points: `make run` (jobpulse on embedded defaults) and `make test` (the whole suite);
+# `make bench` runs the benchmarks and writes bench/results/.
 .PHONY: run test lint bench clean
 
 run:
@@ -7,6 +8,10 @@ run:
 
 test:
 	scripts/test.sh
+
+bench:
+	scripts/bootstrap.sh --test
+	.venv/bin/python bench/run.py
 
 lint:
 	scripts/bootstrap.sh

@@ -1,22 +1,84 @@
-"""What the benchmark scripts share: a scratch Redis server and the environment of jobpulse processes."""
+"""What the benchmarks share: scratch services, a wrk runner, and the shape of a benchmark's result.
+
+Each benchmark module has ``run(options) -> Section`` and can also run alone (``python bench/x.py``);
+``bench/run.py`` runs them all and writes ``bench/results/``. Nothing here asserts a number: results are
+printed and written, and targets are reported as met or missed.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from jobpulse.embedded import RedisCommand
+from jobpulse.embedded import RedisCommand, free_port
 
 SECRET = "bench-secret-bench-secret-bench-secret"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """How hard to run: ``smoke`` is one short iteration of everything (CI keeps the scripts alive)."""
+
+    smoke: bool = False
+    runs: int = 3  # repetitions whose median is reported
+    seconds: int = 10  # length of one load run
+
+    @classmethod
+    def for_smoke(cls) -> Options:
+        return cls(smoke=True, runs=1, seconds=1)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target from the issue, and whether this run met it."""
+
+    name: str
+    met: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One bar chart of the plot: a value per label, in ``unit``."""
+
+    title: str
+    unit: str
+    bars: dict[str, float]
+
+
+@dataclass
+class Section:
+    """One benchmark's result: markdown (tables and notes), targets, and charts for the plot."""
+
+    title: str
+    markdown: str
+    targets: list[Target] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+
+
+def table(columns: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- services ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -29,8 +91,8 @@ class Scratch:
 
 
 @contextmanager
-def scratch() -> Iterator[Scratch]:
-    """A throwaway Redis (no persistence) and SQLite in a temporary folder, removed afterwards."""
+def scratch(database_url: str | None = None) -> Iterator[Scratch]:
+    """A throwaway Redis (no persistence), and SQLite unless ``database_url`` is given; removed after."""
     folder = Path(tempfile.mkdtemp(prefix="jobpulse-bench-"))
     redis_server = RedisCommand(folder, persistent=False)
     process = subprocess.Popen(redis_server.argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -39,7 +101,7 @@ def scratch() -> Iterator[Scratch]:
         env = dict(
             os.environ,
             REDIS_URL=redis_server.url,
-            DATABASE_URL=f"sqlite:///{folder / 'db.sqlite'}",
+            DATABASE_URL=database_url or f"sqlite:///{folder / 'db.sqlite'}",
             JOBPULSE_SECRET_KEY=SECRET,
             JOBPULSE_DATA_DIR=str(folder / "data"),
         )
@@ -48,6 +110,18 @@ def scratch() -> Iterator[Scratch]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (scripts/postgres.sh: fsync off, pg_stat_statements loaded)."""
+    folder = Path(tempfile.mkdtemp(prefix="jobpulse-bench-pg-"))
+    script = ROOT / "scripts" / "postgres.sh"
+    url = subprocess.run([str(script), "start", str(folder)], check=True, capture_output=True, text=True)
+    try:
+        yield url.stdout.strip()
+    finally:
+        subprocess.run([str(script), "stop", str(folder)], check=False)
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -61,3 +135,212 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@contextmanager
+def granian(target: str, env: dict[str, str], *, pythonpath: Path | None = None) -> Iterator[str]:
+    """``target`` (a ``module:factory``) served by granian, one worker, on a free port; yields its URL."""
+    port = free_port()
+    if pythonpath is not None:
+        env = dict(env, PYTHONPATH=str(pythonpath))
+    argv = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--factory"]
+    argv += ["--port", str(port), "--no-ws", "--log-level", "warning", "--backlog", "2048", target]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# -- load --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run measured."""
+
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors plus non-2xx/3xx answers
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(out: str, label: str) -> float:
+    match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    token: str,
+    threads: int = 2,
+    delay_ms: int | None = None,
+    timeout_s: int = 30,
+) -> WrkResult:
+    """Load ``url`` with wrk (Debian's package), ``Authorization: Bearer token`` on every request.
+
+    ``delay_ms`` makes each connection wait that long between its requests: ``connections`` pollers.
+    ``timeout_s`` is wrk's answer timeout: wrk counts a slower answer as an error and leaves it out of
+    the percentiles (its default, 2 s, would hide an overloaded server's real latency).
+    """
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (scripts/bootstrap.sh --test installs it)")
+    script = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    if delay_ms is not None:
+        script += f"function delay() return {delay_ms} end\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script)
+    try:
+        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s"]
+        argv += ["--latency", "-s", lua.name, url]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    finally:
+        Path(lua.name).unlink()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(requests, rps, _ms(out, "50%"), _ms(out, "99%"), errors)
+
+
+# -- the machine -------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    """One line naming the machine and the versions the numbers depend on."""
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+        except OSError:
+            return "absent"
+        match = re.search(r"\d+\.\d+(\.\d+)?", out)
+        return match.group(0) if match else "unknown"
+
+    pg = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    parts = [
+        f"{os.cpu_count()} cores, {cpu}",
+        platform.platform(terse=True),
+        f"Python {platform.python_version()}",
+        f"Redis {version(['redis-server', '--version'])}",
+        f"PostgreSQL {version([str(pg[-1]), '--version']) if pg else 'absent'}",
+        f"wrk {version(['wrk', '--version'])}",
+        f"Node.js {version(['node', '--version'])}",
+    ]
+    return ", ".join(parts)
+
+
+# -- a job to poll -----------------------------------------------------------------------------------
+
+OWNER = "bench"  # the owner of the benchmarks' tokens and jobs
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database at ``database_url`` to the latest schema (what ``jobpulse migrate`` does)."""
+    from jobpulse.db.engine import create_db_engine
+    from jobpulse.db.migrate import upgrade
+
+    engine = create_db_engine(database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def seed_job(api_url: str, token: str, redis_url: str) -> str:
+    """A job submitted through the API (DB row and progress record), moved to RUNNING mid-way as a
+    worker would report it, so polls read a typical record; returns its id. No worker is needed."""
+    import redis
+
+    from jobpulse.keys import Keyspace
+    from jobpulse.progress.record import ProgressUpdate
+    from jobpulse.progress.store import ProgressStore
+    from jobpulse.settings import Settings
+    from jobpulse.states import JobKind, State
+
+    csv = ("data.csv", b"name,amount\nalpha,1\nbeta,2\n", "text/csv")
+    reply = httpx.post(
+        f"{api_url}/jobs/",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"kind": JobKind.SPREADSHEET_IMPORT.value},
+        files={"file": csv},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    job_id: str = reply.json()["id"]
+    update = ProgressUpdate(
+        State.RUNNING,
+        percent=42.5,
+        current=4250,
+        total=10000,
+        stage="validating",
+        message="Processed 4,250 of 10,000 rows",
+        eta_seconds=12.3,
+    )
+    keys = Keyspace.from_settings(Settings(redis_url=redis_url, secret_key=SECRET))
+    with redis.Redis.from_url(redis_url) as client:
+        result = ProgressStore(client, keys).write(
+            job_id, update, owner=OWNER, kind=JobKind.SPREADSHEET_IMPORT.value
+        )
+    if not result.accepted:
+        raise RuntimeError(f"the RUNNING progress record was refused: {result}")
+    return job_id
+
+
+@dataclass(frozen=True)
+class AppCounters:
+    """What a jobpulse API's /metrics has counted so far."""
+
+    statements: float  # SQL statements run, all routes
+    requests: float  # requests answered, all routes but /metrics
+
+
+_COUNTER = re.compile(r"^(jobpulse_sql_statements_total|jobpulse_http_requests_total)\{(.*)\} (\S+)$")
+
+
+def _read_counters(api_url: str) -> AppCounters:
+    statements = requests = 0.0
+    for line in httpx.get(f"{api_url}/metrics", timeout=30).text.splitlines():
+        match = _COUNTER.match(line)
+        if match is None:
+            continue
+        name, labels, value = match.groups()
+        if name == "jobpulse_sql_statements_total":
+            statements += float(value)
+        elif 'route="/metrics"' not in labels:
+            requests += float(value)
+    return AppCounters(statements, requests)
+
+
+def app_counters(api_url: str, *, settle: bool = False) -> AppCounters:
+    """The API's counters; with ``settle``, once they stop moving, so that the requests still in flight
+    when a load stopped are answered (a statement is counted when it runs, its request when answered)."""
+    last = _read_counters(api_url)
+    for _ in range(50 if settle else 0):
+        time.sleep(0.2)
+        now = _read_counters(api_url)
+        if now == last:
+            break
+        last = now
+    return last

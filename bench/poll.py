@@ -1,137 +1,233 @@
-"""Poll throughput, side by side: jobpulse's progress endpoint (real app, real token check) against the
-ceiling, a bare ASGI app doing the same single Redis read (bench/bare_app.py), on the same server.
+"""Poll throughput and latency, one granian worker per app, loaded by wrk -t2 on the same machine:
 
-    .venv/bin/python bench/poll.py [--connections 64 256] [--runs 3] [--seconds 5]
+A  jobpulse ``GET /jobs/{id}/progress/`` (the real app, real token check): one Redis HGETALL
+B  the design it replaces: the same API answering ``GET /jobs/{id}/`` from the database,
+   on PostgreSQL and on SQLite
+C  the ceiling: bench/bare_app.py, a bare ASGI app doing the same single Redis read
 
-Starts its own Redis, seeds one progress record, serves each app with granian (one worker), loads it
-with wrk (Debian's `wrk`), and prints a markdown table of medians. Needs `wrk` and `redis-server`.
+.venv/bin/python bench/poll.py [--runs 3] [--seconds 10] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import statistics
-import subprocess
-import sys
-import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import redis
-from benchkit import SECRET, scratch
+from benchkit import (
+    OWNER,
+    SECRET,
+    Chart,
+    Options,
+    Section,
+    Target,
+    WrkResult,
+    app_counters,
+    granian,
+    machine,
+    migrate,
+    postgres,
+    scratch,
+    seed_job,
+    table,
+    wrk,
+)
 
 from jobpulse.auth import mint_token
-from jobpulse.keys import Keyspace
-from jobpulse.progress.record import ProgressUpdate
-from jobpulse.progress.store import ProgressStore
-from jobpulse.settings import Settings
-from jobpulse.states import State
 
-APPS = {"jobpulse": "jobpulse.api.app:app_from_env", "bare ASGI": "bare_app:app_from_env"}
-WRK_LUA = 'wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")\n'
+CONNECTIONS = (64, 256)
+SMOKE_CONNECTIONS = (64,)
+API = "jobpulse.api.app:app_from_env"
+BARE = "bare_app:app_from_env"
+WARMUP_S = 3
 
 
-def _wrk(url: str, connections: int, seconds: int, script: Path, env: dict[str, str]) -> tuple[float, float]:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p99 is not None
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    if "Non-2xx" in out or "Socket errors" in out:
-        print(out, file=sys.stderr)
-    return rps, float(p99.group(1)) * scale
+@dataclass(frozen=True)
+class App:
+    label: str
+    url: str  # the URL wrk loads
+    api: str | None  # the jobpulse API serving it (for its /metrics), None for the bare app
+
+
+@dataclass(frozen=True)
+class Run:
+    wrk: WrkResult
+    sql_per_request: float | None
+
+
+def _measure(app: App, connections: int, seconds: float, token: str) -> Run:
+    if app.api is None:
+        return Run(wrk(app.url, connections=connections, seconds=seconds, token=token), None)
+    before = app_counters(app.api)
+    result = wrk(app.url, connections=connections, seconds=seconds, token=token)
+    after = app_counters(app.api, settle=True)
+    answered = after.requests - before.requests
+    return Run(result, (after.statements - before.statements) / answered if answered else float("nan"))
+
+
+def _serve_together(stack: ExitStack, *servers: AbstractContextManager[str]) -> list[str]:
+    """Starts ``servers`` in parallel (their imports take seconds each); every one started stops with
+    ``stack``, even if another failed to start."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        starts = [pool.submit(server.__enter__) for server in servers]
+    for server, start in zip(servers, starts, strict=True):
+        if start.exception() is None:
+            stack.push(server)
+    return [start.result() for start in starts]
+
+
+def _start(stack: ExitStack, token: str) -> list[App]:
+    """Starts PostgreSQL, Redis and a server per app (stopped with ``stack``): A, B-PG, B-SQLite, C."""
+    pg_url = stack.enter_context(postgres())
+    bench = stack.enter_context(scratch(pg_url))
+    sqlite_url = f"sqlite:///{bench.folder / 'db.sqlite'}"
+    migrate(pg_url)
+    migrate(sqlite_url)
+    jobpulse, on_pg, on_sqlite, bare = _serve_together(
+        stack,
+        granian(API, bench.env),
+        granian(API, bench.env),
+        granian(API, dict(bench.env, DATABASE_URL=sqlite_url)),
+        granian(BARE, bench.env, pythonpath=Path(__file__).resolve().parent),
+    )
+    pg_job = seed_job(on_pg, token, bench.redis_url)
+    sqlite_job = seed_job(on_sqlite, token, bench.redis_url)
+    return [
+        App("A jobpulse", f"{jobpulse}/jobs/{pg_job}/progress/", jobpulse),
+        App("B PostgreSQL", f"{on_pg}/jobs/{pg_job}/", on_pg),
+        App("B SQLite", f"{on_sqlite}/jobs/{sqlite_job}/", on_sqlite),
+        App("C bare", f"{bare}/jobs/{pg_job}/progress/", None),
+    ]
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def run(options: Options) -> Section:
+    loads = SMOKE_CONNECTIONS if options.smoke else CONNECTIONS
+    token = mint_token(SECRET, OWNER, 3600)
+    runs: dict[tuple[str, int], list[Run]] = {}
+    with ExitStack() as stack:
+        apps = _start(stack, token)
+        if not options.smoke:  # fills the servers' connection pools at both sizes
+            for app in apps:
+                for connections in loads:
+                    wrk(app.url, connections=connections, seconds=WARMUP_S, token=token)
+        # Rounds interleave the apps, so that a noisy spell on the machine hits all of them alike.
+        for _ in range(options.runs):
+            for connections in loads:
+                for app in apps:
+                    one = _measure(app, connections, options.seconds, token)
+                    runs.setdefault((app.label, connections), []).append(one)
+
+    def rps(label: str, connections: int) -> float:
+        return _median([r.wrk.rps for r in runs[(label, connections)]])
+
+    def p99(label: str, connections: int) -> float:
+        return _median([r.wrk.p99_ms for r in runs[(label, connections)]])
+
+    rows = []
+    for connections in loads:
+        ceiling = rps("C bare", connections)
+        for app in apps:
+            measured = runs[(app.label, connections)]
+            sql = [r.sql_per_request for r in measured if r.sql_per_request is not None]
+            rows.append(
+                [
+                    app.label,
+                    str(connections),
+                    f"{rps(app.label, connections):,.0f}",
+                    _ms(_median([r.wrk.p50_ms for r in measured])),
+                    _ms(p99(app.label, connections)),
+                    str(sum(r.wrk.errors for r in measured)),
+                    f"{_median(sql):.2f}" if sql else "0 (no database)",
+                    f"{rps(app.label, connections) / ceiling:.2f}x",
+                ]
+            )
+    columns = ["app", "connections", "requests/s", "p50 ms", "p99 ms", "errors", "SQL/request", "vs C"]
+
+    targets = [
+        Target(
+            f"A >= 0.85x of C at {c} connections",
+            rps("A jobpulse", c) >= 0.85 * rps("C bare", c),
+            f"{rps('A jobpulse', c):,.0f} vs {rps('C bare', c):,.0f} req/s: "
+            f"{rps('A jobpulse', c) / rps('C bare', c):.2f}x",
+        )
+        for c in loads
+    ]
+    ratios = {c: rps("A jobpulse", c) / rps("B PostgreSQL", c) for c in loads}
+    targets.append(
+        Target(
+            "A >= 10x B on PostgreSQL",
+            all(ratio >= 10 for ratio in ratios.values()),
+            ", ".join(f"{ratio:.1f}x at {c} connections" for c, ratio in ratios.items()),
+        )
+    )
+    a99, c99 = p99("A jobpulse", loads[-1]), p99("C bare", loads[-1])
+    targets.append(
+        Target(
+            f"p99 of A at {loads[-1]} connections within 1.5x of C's",
+            a99 <= 1.5 * c99,
+            f"{a99:,.1f} ms vs {c99:,.1f} ms: {a99 / c99:.2f}x",
+        )
+    )
+    errors = {
+        label: sum(r.wrk.errors for c in loads for r in runs[(label, c)])
+        for label in ("A jobpulse", "C bare")
+    }
+    targets.append(
+        Target(
+            "zero errors (A and C)",
+            not any(errors.values()),
+            ", ".join(f"{label}: {count}" for label, count in errors.items()),
+        )
+    )
+    charts = [
+        Chart(
+            f"Poll requests/s, {c} connections", "requests/s", {app.label: rps(app.label, c) for app in apps}
+        )
+        for c in loads
+    ]
+    warmup = "no warm-up (smoke run)" if options.smoke else f"a {WARMUP_S} s warm-up per app and load"
+    how = (
+        "How: each app is served by granian (one worker, one process) on this machine and loaded by "
+        f"`wrk -t2` with a valid bearer token, after {warmup}; {options.runs} round(s) of "
+        f"{options.seconds} s runs, each round running every app at {' and '.join(map(str, loads))} "
+        "connections in turn; the table shows medians (errors are summed over the runs: socket errors "
+        "plus non-2xx answers). Servers are all up during the rounds, only the loaded one is busy. A and "
+        "B-PostgreSQL are two API processes on PostgreSQL (scripts/postgres.sh: fsync off), B-SQLite an "
+        "API on SQLite (WAL); C polls the same Redis record as A. The job polled was "
+        "submitted through `POST /jobs/` and moved to RUNNING as a worker would. SQL/request is the "
+        "increase of `jobpulse_sql_statements_total` (all routes) in the app's /metrics over the run, "
+        "divided by the increase of the requests it answered (not wrk's count, which leaves out the "
+        "requests in flight when it stops). wrk, Redis, PostgreSQL and the server share the machine's "
+        "cores, and the machine is noisy: read the ratios, not the absolute numbers."
+    )
+    markdown = "\n\n".join([table(columns, rows), how])
+    return Section("Poll throughput: jobpulse vs the database vs the ceiling", markdown, targets, charts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--connections", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=Options.runs)
+    parser.add_argument("--seconds", type=int, default=Options.seconds)
+    parser.add_argument("--smoke", action="store_true", help="one short run of everything")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (apt-get install wrk)")
-
-    with scratch() as bench:
-        env = dict(
-            bench.env,
-            PYTHONPATH=str(Path(__file__).parent),
-            TOKEN=mint_token(SECRET, "bench", 3600),
-        )
-        settings = Settings(redis_url=bench.redis_url, secret_key=SECRET)
-        client = redis.Redis.from_url(bench.redis_url)
-        job_id = str(uuid.uuid4())
-        update = ProgressUpdate(
-            State.RUNNING,
-            percent=42.5,
-            current=4250,
-            total=10000,
-            stage="validating",
-            message="Processed 4,250 of 10,000 rows",
-            eta_seconds=12.3,
-        )
-        ProgressStore(client, Keyspace.from_settings(settings)).write(
-            job_id, update, owner="bench", kind="spreadsheet_import"
-        )
-        script = bench.folder / "auth.lua"
-        script.write_text(WRK_LUA)
-        results: dict[tuple[str, int], list[tuple[float, float]]] = {}
-        for name, target in APPS.items():
-            port = 18100 + len(results)
-            server = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "granian"),
-                    "--interface",
-                    "asgi",
-                    "--factory",
-                    "--port",
-                    str(port),
-                    "--no-ws",
-                    "--log-level",
-                    "warning",
-                    target,
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-            )
-            url = f"http://127.0.0.1:{port}/jobs/{job_id}/progress/"
-            try:
-                for _ in range(100):
-                    try:
-                        httpx.get(url, headers={"Authorization": f"Bearer {env['TOKEN']}"}, timeout=1)
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                _wrk(url, 64, 2, script, env)  # warm-up
-                for connections in args.connections:
-                    results[(name, connections)] = [
-                        _wrk(url, connections, args.seconds, script, env) for _ in range(args.runs)
-                    ]
-            finally:
-                server.terminate()
-                server.wait(10)
-        client.close()
-
-    print(f"| app | connections | requests/s (median of {args.runs}) | p99 ms | vs bare |")
-    print("|---|---|---|---|---|")
-    for connections in args.connections:
-        ceiling = statistics.median(r for r, _ in results[("bare ASGI", connections)])
-        for name in APPS:
-            runs = results[(name, connections)]
-            rps = statistics.median(r for r, _ in runs)
-            p99 = statistics.median(p for _, p in runs)
-            print(f"| {name} | {connections} | {rps:,.0f} | {p99:.1f} | {rps / ceiling:.2f}x |")
+    options = Options.for_smoke() if args.smoke else Options(runs=args.runs, seconds=args.seconds)
+    section = run(options)
+    print(f"## {section.title}\n\n{section.markdown}\n\nMachine: {machine()}.\n")
+    for target in section.targets:
+        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")
 
 
 if __name__ == "__main__":

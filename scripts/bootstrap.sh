@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything jobpulse needs on a fresh Debian/Ubuntu machine, idempotently.
 #   scripts/bootstrap.sh          the runtime: a virtualenv in .venv with jobpulse installed
-#   scripts/bootstrap.sh --test   also what the test suite needs: redis-server, PostgreSQL, and Node.js
-#                                 with the browser client's dev dependencies (clients/js/node_modules)
+#   scripts/bootstrap.sh --test   also what the test suite and the benchmarks need: redis-server,
+#                                 PostgreSQL, wrk, and Node.js with the browser client's dev
+#                                 dependencies (clients/js/node_modules)
 # System packages are installed with apt-get when missing and we are root (or have sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,7 @@ if [ "$want_test" = 1 ]; then
   node_ok() { node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null; }
   node_ok || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
+  command -v wrk >/dev/null || missing+=(wrk)  # the benchmarks' load generator (smoke-run by the suite)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   # Outside CI a missing PostgreSQL only narrows `make test` to SQLite (scripts/test.sh says so).

@@ -13,6 +13,12 @@ echo "== browser client: tsc --checkJs, node --test"
 npm run --silent --prefix clients/js typecheck
 npm test --silent --prefix clients/js
 
+echo "== benchmarks, one short iteration each (make bench runs them for real)"
+benchdir=$(mktemp -d /tmp/jobpulse-bench-smoke.XXXXXX)
+python bench/run.py --smoke --out "$benchdir" >/dev/null
+test -s "$benchdir/results.md" && test -s "$benchdir/results.png"
+rm -rf "$benchdir"
+
 echo "== pytest (SQLite)"
 unset JOBPULSE_TEST_DATABASE_URL
 pytest "$@"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
+from typing import cast
 
 import python_calamine
 
@@ -160,8 +161,12 @@ def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: Spread
     header = header_names([cell_text(cell) for cell in header_cells], header_row)
 
     def rows() -> Iterator[Row]:
-        for number, raw in enumerate(islice(sheet.iter_rows(), header_row, None), header_row + 1):
-            if raw.count("") != len(raw):
+        cells = cast(Iterator[list[object]], sheet.iter_rows())  # each row a fresh list, ours to hand on
+        for number, raw in enumerate(islice(cells, header_row, None), header_row + 1):
+            empty = raw.count("")
+            if not empty:  # most rows: no copy
+                yield number, raw
+            elif empty != len(raw):
                 yield number, [None if value == "" else value for value in raw]
 
     return Sheet(header, total, kind, name, rows)

@@ -29,11 +29,14 @@ _DATE_FORMATS = (
     (re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"), (1, 2, 3)),
     (re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})"), (3, 2, 1)),
 )
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
+# An address is LOCAL@DOMAIN. Neither part can hold an "@", so an address has exactly one and each side
+# is checked on its own: domains repeat down a column, so their verdicts (and lowercase forms) are kept.
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_EMAIL_DOMAINS: dict[str, str] = {}  # domain -> its lowercase form, or "" when it is not a domain
+_CACHE_MAX = 4096  # entries in each of these caches; a full one starts again
 _REQUIRED = "This column is required, but the cell is empty."
+_DATE_TEXTS: dict[dt.date, str] = {}  # ISO texts of dates seen: isoformat() is the costly part
 _TRUE = frozenset({"true", "yes", "y", "1", "t"})
 _FALSE = frozenset({"false", "no", "n", "0", "f"})
 
@@ -109,6 +112,7 @@ class RowValidator:
         self._specs = specs
         typed = {index for index, _, _, _ in specs}
         self._untyped = [(index, key) for index, key in enumerate(keys) if index not in typed]
+        self._template = dict.fromkeys(keys)  # every key in column order; validate() fills in a copy
 
     @property
     def columns_out(self) -> list[str]:
@@ -124,10 +128,10 @@ class RowValidator:
         if not self._specs:
             plain = [v if v.__class__ in _PLAIN else _jsonable(v) for v in values]
             return dict(zip(self._keys, plain, strict=True)), []
-        record = dict(zip(self._keys, values, strict=True))
+        record = self._template.copy()  # cheaper than building a dict from pairs; every key is set below
         for index, key in self._untyped:
-            if values[index].__class__ not in _PLAIN:
-                record[key] = _jsonable(values[index])
+            value = values[index]
+            record[key] = value if value.__class__ in _PLAIN else _jsonable(value)
         errors: list[RowError] = []
         for index, key, convert, required in self._specs:
             value = values[index]
@@ -142,7 +146,7 @@ class RowValidator:
                 errors.append(RowError(row_number, key, exc.message))
         if errors:
             return None, errors
-        return record, []
+        return record, errors
 
 
 def _missing_message(missing: list[str], found: list[str]) -> str:
@@ -200,7 +204,10 @@ def _parse_decimal(text: str) -> Decimal | None:
 
 
 def _to_integer(value: object) -> object:
-    number = _whole(value)
+    if type(value) is float and value.is_integer():  # most cells: spreadsheets store numbers as floats
+        number: int | None = int(value)
+    else:
+        number = _whole(value)
     if number is None:
         raise _CellError(f"{_shown(value)} is not a whole number.")
     if not _INT64_MIN <= number <= _INT64_MAX:  # JSON and the database hold 64-bit integers
@@ -258,6 +265,13 @@ def _to_boolean(value: object) -> object:
 
 
 def _to_date(value: object) -> object:
+    if type(value) is dt.date:  # a date cell; a column of dates repeats its values, so texts are kept
+        text = _DATE_TEXTS.get(value)
+        if text is None:
+            if len(_DATE_TEXTS) >= _CACHE_MAX:
+                _DATE_TEXTS.clear()
+            text = _DATE_TEXTS[value] = value.isoformat()
+        return text
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
@@ -283,9 +297,16 @@ def _to_date(value: object) -> object:
 def _to_email(value: object) -> object:
     if type(value) is str:
         text = value.strip()
-        if len(text) <= 254 and _EMAIL.fullmatch(text):
-            local, _, domain = text.rpartition("@")
-            return f"{local}@{domain.lower()}"
+        local, at, domain = text.partition("@")  # a second "@" ends up in domain, which then fails
+        if at and len(text) <= 254 and _EMAIL_LOCAL.fullmatch(local):
+            lowered = _EMAIL_DOMAINS.get(domain)
+            if lowered is None:
+                lowered = domain.lower() if _EMAIL_DOMAIN.fullmatch(domain) else ""
+                if len(_EMAIL_DOMAINS) >= _CACHE_MAX:
+                    _EMAIL_DOMAINS.clear()
+                _EMAIL_DOMAINS[domain] = lowered
+            if lowered:
+                return f"{local}@{lowered}"
     raise _CellError(f"{_shown(value)} is not an email address.")
 
 

@@ -7,6 +7,10 @@ waits for the last batches and writes the summary.
 
 from __future__ import annotations
 
+import gc
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -23,6 +27,31 @@ from jobpulse.worker.task import Outcome, input_path, register_task
 __all__ = ["SpreadsheetImport", "register"]
 
 _REPORT_EVERY = 512  # rows between reporter calls; the reporter coalesces further
+_SWITCH_INTERVAL = 0.0005  # seconds, during the row loop; Python's default is 0.005
+
+
+@contextmanager
+def _tuned_for_the_row_loop() -> Iterator[None]:
+    """Two interpreter settings for the row loop, restored after it (measured on 100,000 rows):
+
+    - The cyclic garbage collector is paused. The loop keeps a few containers per row (its dict, its
+      tuple) alive until their batch is written: long enough to reach the oldest generation, whose growth
+      then sets off full collections that walk the worker's whole heap (~0.25 s). The rows make no
+      reference cycles; they are freed by reference counting either way.
+    - The thread switch interval is shorter. The batch writer needs the interpreter lock back after each
+      database round trip, and the parsing thread, which never blocks, hands it over only when the
+      interval runs out: at the default 5 ms the writer fell behind and the parser waited on it (~1 s).
+    """
+    collecting = gc.isenabled()
+    interval = sys.getswitchinterval()
+    gc.disable()
+    sys.setswitchinterval(_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        if collecting:
+            gc.enable()
 
 
 class SpreadsheetImport:
@@ -49,7 +78,7 @@ class SpreadsheetImport:
         rejected = processed = errors_total = 0
         max_errors = settings.spreadsheet_max_errors
         batch_rows = settings.spreadsheet_batch_rows
-        with BatchWriter(partial(context.jobs.insert_rows, job.id)) as writer:
+        with _tuned_for_the_row_loop(), BatchWriter(partial(context.jobs.insert_rows, job.id)) as writer:
             for row_number, values in sheet.rows():
                 data, row_errors = validator.validate(row_number, values)
                 processed += 1
