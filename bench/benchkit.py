@@ -7,6 +7,7 @@ printed and written, and targets are reported as met or missed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,3 +345,17 @@ def app_counters(api_url: str, *, settle: bool = False) -> AppCounters:
             break
         last = now
     return last
+
+
+def main(run: Callable[[Options], Section], doc: str | None, *, seconds: int = Options.seconds) -> None:
+    """The command line of one benchmark module: ``--runs``, ``--seconds``, ``--smoke``; prints its result."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=Options.runs)
+    parser.add_argument("--seconds", type=int, default=seconds, help="length of one load run")
+    parser.add_argument("--smoke", action="store_true", help="one short iteration")
+    args = parser.parse_args()
+    options = Options.for_smoke() if args.smoke else Options(runs=args.runs, seconds=args.seconds)
+    section = run(options)
+    print(f"## {section.title}\n\n{section.markdown}\n\nMachine: {machine()}.\n")
+    for target in section.targets:
+        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")

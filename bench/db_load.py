@@ -7,7 +7,6 @@ served by one jobpulse API process (granian, one worker) on PostgreSQL.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import time
@@ -28,7 +27,7 @@ from benchkit import (
     WrkResult,
     app_counters,
     granian,
-    machine,
+    main,
     migrate,
     postgres,
     scratch,
@@ -277,20 +276,5 @@ def run(options: Options) -> Section:
     return Section("Database load: N pollers at one request a second", markdown, targets, charts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=Options.runs)
-    parser.add_argument("--seconds", type=int, default=MIN_SECONDS, help=f"per case, at least {MIN_SECONDS}")
-    parser.add_argument("--smoke", action="store_true", help="one short run with a few pollers")
-    args = parser.parse_args()
-    options = Options.for_smoke() if args.smoke else Options(runs=args.runs, seconds=args.seconds)
-    section = run(options)
-    print(f"## {section.title}\n\n{section.markdown}\n\nMachine: {machine()}.\n")
-    for target in section.targets:
-        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__, seconds=MIN_SECONDS)

@@ -10,7 +10,6 @@ C  the ceiling: bench/bare_app.py, a bare ASGI app doing the same single Redis r
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
@@ -27,7 +26,7 @@ from benchkit import (
     WrkResult,
     app_counters,
     granian,
-    machine,
+    main,
     migrate,
     postgres,
     scratch,
@@ -215,20 +214,5 @@ def run(options: Options) -> Section:
     return Section("Poll throughput: jobpulse vs the database vs the ceiling", markdown, targets, charts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=Options.runs)
-    parser.add_argument("--seconds", type=int, default=Options.seconds)
-    parser.add_argument("--smoke", action="store_true", help="one short run of everything")
-    args = parser.parse_args()
-    options = Options.for_smoke() if args.smoke else Options(runs=args.runs, seconds=args.seconds)
-    section = run(options)
-    print(f"## {section.title}\n\n{section.markdown}\n\nMachine: {machine()}.\n")
-    for target in section.targets:
-        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

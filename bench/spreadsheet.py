@@ -10,7 +10,6 @@ started under py-spy, whose samples (every thread of the job's process) say wher
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import python_calamine
-from benchkit import SECRET, Chart, Options, Section, Target, granian, postgres, scratch, table
+from benchkit import SECRET, Chart, Options, Section, Target, granian, main, postgres, scratch, table
 from openpyxl import Workbook
 
 from jobpulse.auth import mint_token
@@ -294,19 +293,5 @@ def run(options: Options) -> Section:
     return Section("Spreadsheet import: rows per second", markdown, targets, [chart])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    options = Options.for_smoke() if args.smoke else Options(runs=args.runs)
-    section = run(options)
-    print(section.markdown)
-    for target in section.targets:
-        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 import uuid
@@ -19,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
-from benchkit import Chart, Options, Section, Target, scratch, table
+from benchkit import Chart, Options, Section, Target, main, scratch, table
 
 from jobpulse.keys import Keyspace
 from jobpulse.progress.record import ProgressUpdate
@@ -248,19 +247,5 @@ def run(options: Options) -> Section:
     return Section("Worker side: the cost of reporting", markdown, targets, charts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    options = Options.for_smoke() if args.smoke else Options(runs=args.runs)
-    section = run(options)
-    print(section.markdown)
-    for target in section.targets:
-        print(f"- {'met' if target.met else 'MISSED'}: {target.name} ({target.detail})")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)
