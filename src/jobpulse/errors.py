@@ -1,7 +1,8 @@
 """The exceptions jobpulse raises, under one root.
 
-Each carries a stable snake_case ``code`` and a ``message`` written for the end user; the API maps them
-to HTTP answers in one place (:mod:`jobpulse.api.errors`)::
+Each carries a stable snake_case ``code``, a ``message`` written for the end user, and the
+``http_status`` it is answered with: the API (:mod:`jobpulse.api.errors`) and the client
+(:mod:`jobpulse.client.polling`) both read it here, so the mapping exists once::
 
     JobpulseError
     ├── ConfigurationError        settings that cannot work (no secret key, a bad URL)
@@ -41,6 +42,7 @@ class JobpulseError(Exception):
     """The root of every jobpulse exception."""
 
     code = "jobpulse_error"
+    http_status = 500
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -59,6 +61,7 @@ class ServiceUnavailable(JobpulseError):
     """Redis or the broker cannot be reached; the client should retry after ``retry_after`` seconds."""
 
     code = "service_unavailable"
+    http_status = 503
 
     def __init__(self, message: str, *, code: str | None = None, retry_after: int = 2) -> None:
         super().__init__(message, code=code)
@@ -69,36 +72,42 @@ class AuthenticationError(JobpulseError):
     """A missing, expired or forged bearer token."""
 
     code = "not_authenticated"
+    http_status = 401
 
 
 class NotFound(JobpulseError):
     """No such resource, or one the caller does not own (the two are indistinguishable)."""
 
     code = "not_found"
+    http_status = 404
 
 
 class Conflict(JobpulseError):
     """The resource's state forbids the action."""
 
     code = "conflict"
+    http_status = 409
 
 
 class InvalidRequest(JobpulseError):
     """A malformed request."""
 
     code = "invalid_request"
+    http_status = 400
 
 
 class PayloadTooLarge(InvalidRequest):
     """An upload over its size limit."""
 
     code = "payload_too_large"
+    http_status = 413
 
 
 class InvalidOptions(InvalidRequest):
     """Options or fields that fail validation."""
 
     code = "invalid_options"
+    http_status = 422
 
 
 class DeadlineExceeded(JobpulseError, TimeoutError):

@@ -16,12 +16,7 @@ from starlette.responses import Response
 from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.errors import (
     AuthenticationError,
-    Conflict,
-    InvalidOptions,
-    InvalidRequest,
     JobpulseError,
-    NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
 )
 
@@ -29,25 +24,13 @@ __all__ = ["error_reply", "install_error_handlers", "status_of"]
 
 log = logging.getLogger(__name__)
 
-_STATUS: list[tuple[type[JobpulseError], int]] = [
-    (AuthenticationError, 401),
-    (NotFound, 404),
-    (Conflict, 409),
-    (PayloadTooLarge, 413),
-    (InvalidOptions, 422),
-    (InvalidRequest, 400),
-    (ServiceUnavailable, 503),
-]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request", 401: "not_authenticated"}
 
 
 def status_of(exc: JobpulseError) -> int:
-    """The HTTP status of a jobpulse exception."""
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
+    """The HTTP status of a jobpulse exception (each class names its own)."""
+    return exc.http_status
 
 
 def error_body(code: str, message: str) -> bytes:

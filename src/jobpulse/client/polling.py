@@ -76,16 +76,12 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-# The inverse of jobpulse.api.errors: a client raises the exception the server raised.
+# The inverse of each exception's http_status: a client raises the exception the server raised.
 _ERRORS: dict[int, type[JobpulseError]] = {
-    400: InvalidRequest,
-    401: AuthenticationError,
-    403: AuthenticationError,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: InvalidOptions,
+    kind.http_status: kind
+    for kind in (InvalidRequest, AuthenticationError, NotFound, Conflict, PayloadTooLarge, InvalidOptions)
 }
+_ERRORS[403] = AuthenticationError
 
 
 def error_from_answer(status: int, body: Any) -> JobpulseError:
