@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything jobpulse needs on a fresh Debian/Ubuntu machine, idempotently.
-#   scripts/bootstrap.sh          the runtime: a virtualenv in .venv with jobpulse installed
+#   scripts/bootstrap.sh          the runtime: ffmpeg (videos), and a virtualenv in .venv with jobpulse
+#                                 installed (the OCR model ships inside the rapidocr wheel)
 #   scripts/bootstrap.sh --test   also what the test suite and the benchmarks need: redis-server,
 #                                 PostgreSQL, wrk, and Node.js with the browser client's dev
 #                                 dependencies (clients/js/node_modules)
@@ -41,6 +42,8 @@ fi
 
 missing=()
 "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=("$(basename "$python")-venv")
+# Videos are probed and transcoded by ffmpeg and ffprobe from PATH (Debian's ffmpeg brings both).
+{ command -v ffmpeg && command -v ffprobe; } >/dev/null || missing+=(ffmpeg)
 if [ "$want_test" = 1 ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

@@ -59,16 +59,22 @@ def service_env(overrides: Mapping[str, str]) -> dict[str, str]:
 class Worker:
     """``jobpulse worker`` as a subprocess."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log: Path, concurrency: int = 2, queues: str | None = None
+    ) -> None:
         self.env = env
         self.log = log
         self.concurrency = concurrency
+        self.queues = queues  # comma-separated; None: every queue
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jobpulse", "worker", "--concurrency", str(self.concurrency)],
+                [
+                    *(sys.executable, "-m", "jobpulse", "worker", "--concurrency", str(self.concurrency)),
+                    *(("--queues", self.queues) if self.queues else ()),
+                ],
                 env=dict(self.env),
                 stdout=out,
                 stderr=subprocess.STDOUT,

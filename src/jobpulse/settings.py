@@ -58,6 +58,27 @@ class Settings(BaseSettings):
     spreadsheet_max_errors: int = Field(100, ge=0)  # errors kept in the result; all are counted
     spreadsheet_batch_rows: int = Field(2000, gt=0)
 
+    # Videos (docs/operations.md: "Video processing").
+    video_max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    video_min_duration_seconds: float = Field(0.5, gt=0)
+    video_max_duration_seconds: float = Field(4 * 3600, gt=0)
+    video_max_dimension: int = Field(4096, gt=0)  # pixels, for width and height alike
+    video_renditions: tuple[str, ...] = ("360p", "720p")  # made when a submission names none
+    video_preset: str = "veryfast"  # x264's speed/size trade-off
+    video_stall_seconds: float = Field(120.0, gt=0)  # ffmpeg silent this long is killed, the video FAILED
+    video_probe_timeout_seconds: float = Field(30.0, gt=0)
+    ffmpeg_binary: str = "ffmpeg"  # found on PATH unless a path is given
+    ffprobe_binary: str = "ffprobe"
+
+    # OCR (ai_inference; docs/operations.md: "OCR jobs").
+    ocr_max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    ocr_max_pixels: int = Field(50_000_000, gt=0)  # larger images are rejected, never decoded
+    ocr_min_side_pixels: int = Field(16, gt=0)
+    ocr_min_confidence: float = Field(0.8, ge=0, le=1)  # under it a job ends REVIEW_REQUIRED
+    ocr_cpu_max_pixels: int = Field(12_000_000, gt=0)  # a CPU worker hands larger images to the GPU queue
+    ocr_cpu_time_budget_seconds: float = Field(60.0, gt=0)  # ... and jobs that run longer than this
+    ocr_gpu_wait_seconds: float = Field(120.0, gt=0)  # no GPU worker took it by then: run on the CPU
+
     # Worker.
     reporter_min_interval_seconds: float = Field(0.2, ge=0)  # at most 5 accepted writes/s per job
     job_time_limit_seconds: int = Field(3600, gt=0)
@@ -91,6 +112,11 @@ class Settings(BaseSettings):
     def upload_dir(self) -> Path:
         """Where uploaded inputs live, one folder per job (shared between API and workers)."""
         return self.data_dir / "uploads"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where a video's renditions and thumbnail live, one folder per video (shared, like uploads)."""
+        return self.data_dir / "media"
 
     def require_redis_url(self) -> str:
         """REDIS_URL, or a clear error (the embedded Redis is started by `jobpulse up`)."""

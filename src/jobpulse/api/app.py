@@ -17,7 +17,7 @@ from jobpulse.api.progress import ProgressEndpoint, ProgressLayer
 from jobpulse.api.routes import health, jobs, progress
 from jobpulse.auth import TokenVerifier
 from jobpulse.db.engine import StatementCounter, create_db_engine
-from jobpulse.db.repository import JobRepository
+from jobpulse.db.repository import JobRepository, VideoRepository
 from jobpulse.keys import Keyspace
 from jobpulse.progress.connection import async_redis
 from jobpulse.progress.record import PollPolicy
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> Any:
         settings=settings,
         store=store,
         jobs=JobRepository(engine),
+        videos=VideoRepository(engine),
         verifier=verifier,
         policy=policy,
         metrics=metrics,

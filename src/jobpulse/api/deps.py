@@ -11,10 +11,11 @@ from jobpulse.api.metrics import Metrics
 from jobpulse.api.progress import ProgressEndpoint
 from jobpulse.auth import TokenVerifier, bearer_token
 from jobpulse.db.engine import StatementCounter, current_route
-from jobpulse.db.repository import JobRepository
+from jobpulse.db.repository import JobRepository, RecordRepository, VideoRepository
 from jobpulse.progress.record import PollPolicy
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.settings import Settings
+from jobpulse.states import JobKind
 
 __all__ = ["Owner", "Services", "ServicesDep", "get_services", "track_route"]
 
@@ -26,12 +27,17 @@ class Services:
     settings: Settings
     store: AsyncProgressStore
     jobs: JobRepository
+    videos: VideoRepository
     verifier: TokenVerifier
     policy: PollPolicy
     metrics: Metrics
     statements: StatementCounter
     progress: ProgressEndpoint
     celery: Any  # celery.Celery; untyped library
+
+    def records(self, kind: JobKind) -> RecordRepository[Any]:
+        """The table that holds records of ``kind``."""
+        return self.videos if kind is JobKind.VIDEO else self.jobs
 
     async def aclose(self) -> None:
         """Close every connection pool (the app's lifespan calls this on shutdown)."""

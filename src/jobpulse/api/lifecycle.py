@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.concurrency import run_in_threadpool
 
 from jobpulse.api.deps import Services
-from jobpulse.db.models import Job
+from jobpulse.db.models import Tracked
 from jobpulse.db.repository import NewJob
 from jobpulse.errors import Conflict, JobpulseError, ServiceUnavailable
 from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
@@ -47,7 +47,8 @@ def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
 
 async def queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str, Any]:
     """DB row, PENDING record, Celery message; undone if a later step fails, so no job is left unrun."""
-    await run_in_threadpool(services.jobs.create, new)
+    records = services.records(kind)
+    await run_in_threadpool(records.create, new)
     try:
         await services.store.write(
             new.id,
@@ -59,7 +60,7 @@ async def queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str,
         body = await progress_of(services, new.id)
         await run_in_threadpool(enqueue, services, kind, new.id)
     except JobpulseError:
-        await run_in_threadpool(services.jobs.delete, new.id)
+        await run_in_threadpool(records.delete, new.id)
         with contextlib.suppress(ServiceUnavailable):  # else the record expires on its own
             await services.store.delete(new.id)
         raise
@@ -67,8 +68,8 @@ async def queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str,
     return body
 
 
-async def cancel(services: Services, job: Job) -> dict[str, Any]:
-    """Cancel ``job`` (DB first, then Redis); the worker notices at its next progress report."""
+async def cancel(services: Services, job: Tracked, kind: JobKind) -> dict[str, Any]:
+    """Cancel ``job`` of ``kind`` (DB first, then Redis); the worker notices at its next progress report."""
     if State(job.state).terminal:
         raise Conflict(f"The job already ended ({job.state}).", code="already_terminal")
     try:
@@ -77,7 +78,7 @@ async def cancel(services: Services, job: Job) -> dict[str, Any]:
         last = {}
     percent = last.get("percent")
     done = await run_in_threadpool(
-        services.jobs.finish, job.id, State.CANCELLED, owner=job.owner, percent=percent
+        services.records(kind).finish, job.id, State.CANCELLED, owner=job.owner, percent=percent
     )
     if not done:
         raise Conflict("The job already ended.", code="already_terminal")
@@ -89,8 +90,8 @@ async def cancel(services: Services, job: Job) -> dict[str, Any]:
         message="Cancelled by its owner",
     )
     try:
-        await services.store.write(job.id, update, owner=job.owner, kind=job.kind)
+        await services.store.write(job.id, update, owner=job.owner, kind=kind.value)
         body = await progress_of(services, job.id)
     except ServiceUnavailable:
         body = None  # the DB has it; the worker stops when it next finds it cancelled
-    return body or progress_from_job(job.id, job.kind, update, services.policy)
+    return body or progress_from_job(job.id, kind.value, update, services.policy)

@@ -1,27 +1,28 @@
-"""Tables. The DB holds the durable record; live progress lives in Redis only."""
+"""Tables. The DB holds the durable record; live progress lives in Redis only.
+
+Jobs and videos are two tables with one lifecycle: both carry :class:`Tracked`'s columns (owner, state,
+input, timestamps), so one repository class moves either through its states.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "ImportRow", "Job"]
+__all__ = ["Base", "ImportRow", "Job", "Tracked", "Video"]
 
 
 class Base(DeclarativeBase):
     """The declarative base of every table."""
 
 
-class Job(Base):
-    """A submitted job: its owner, state at the last transition, input and result."""
-
-    __tablename__ = "jobs"
+class Tracked:
+    """The columns of anything a worker processes: owner, state at the last transition, input, times."""
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
     owner: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32))
     percent: Mapped[float | None] = mapped_column(Float)
@@ -30,13 +31,41 @@ class Job(Base):
     input_filename: Mapped[str] = mapped_column(String(255))
     input_size_bytes: Mapped[int] = mapped_column(BigInteger)
     input_content_type: Mapped[str | None] = mapped_column(String(255))
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+
+class Job(Tracked, Base):
+    """A submitted job (a spreadsheet import or an AI inference)."""
+
+    __tablename__ = "jobs"
+
+    kind: Mapped[str] = mapped_column(String(32))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the kind's own shape
+
     __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at", "id"),)
+
+
+class Video(Tracked, Base):
+    """An uploaded video: what the probe found, and the renditions and thumbnail made from it."""
+
+    __tablename__ = "videos"
+
+    kind: ClassVar[str] = "video"
+
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    video_codec: Mapped[str | None] = mapped_column(String(64))
+    audio_codec: Mapped[str | None] = mapped_column(String(64))
+    frame_rate: Mapped[float | None] = mapped_column(Float)
+    # [{"name", "width", "height", "bitrate", "bytes"}], in the order they were made.
+    renditions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    thumbnail: Mapped[str | None] = mapped_column(String(255))  # its file name, under the video's folder
+
+    __table_args__ = (Index("ix_videos_owner_created", "owner", "created_at", "id"),)
 
 
 class ImportRow(Base):

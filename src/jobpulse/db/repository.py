@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from sqlalchemy import Engine, and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobpulse.db.models import ImportRow, Job
+from jobpulse.db.models import ImportRow, Job, Tracked, Video
 from jobpulse.errors import InvalidRequest
 from jobpulse.states import TERMINAL_STATES, State
 
-__all__ = ["JobRepository", "NewJob", "utcnow"]
+__all__ = ["JobRepository", "NewJob", "RecordRepository", "VideoRepository", "utcnow"]
 
 _ACTIVE = [s.value for s in State if not s.terminal and s is not State.UNKNOWN]
 _TERMINAL = [s.value for s in TERMINAL_STATES]
@@ -56,7 +56,10 @@ class NewJob:
     input_content_type: str | None
 
 
-def _encode_cursor(job: Job) -> str:
+R = TypeVar("R", bound=Tracked)
+
+
+def _encode_cursor(job: Tracked) -> str:
     created = as_utc(job.created_at)
     assert created is not None
     raw = f"{created.isoformat()}|{job.id}".encode()
@@ -72,8 +75,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidRequest("The cursor is not valid.", code="invalid_cursor") from exc
 
 
-class JobRepository:
-    """The ``jobs`` and ``import_rows`` tables."""
+class RecordRepository(Generic[R]):
+    """One table of tracked records (``jobs`` or ``videos``): create, read, list, and the transitions."""
+
+    model: type[R]
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -82,11 +87,10 @@ class JobRepository:
     def session(self) -> Session:
         return self._sessions()
 
-    def create(self, new: NewJob) -> Job:
-        """Insert a PENDING job."""
-        job = Job(
+    def _new(self, new: NewJob) -> R:
+        factory: Any = self.model  # a mapped class: its constructor takes the columns
+        record: R = factory(
             id=new.id,
-            kind=new.kind,
             owner=new.owner,
             state=State.PENDING.value,
             percent=None,
@@ -97,85 +101,110 @@ class JobRepository:
             attempts=0,
             created_at=utcnow(),
         )
-        with self.session() as session, session.begin():
-            session.add(job)
-        return job
+        return record
 
-    def get(self, job_id: str, *, owner: str | None = None) -> Job | None:
-        """The job, if it exists (and belongs to ``owner`` when given)."""
+    def create(self, new: NewJob) -> R:
+        """Insert a PENDING record."""
+        record = self._new(new)
+        with self.session() as session, session.begin():
+            session.add(record)
+        return record
+
+    def get(self, record_id: str, *, owner: str | None = None) -> R | None:
+        """The record, if it exists (and belongs to ``owner`` when given)."""
         with self.session() as session:
-            job = session.get(Job, job_id)
-        if job is None or (owner is not None and job.owner != owner):
+            record = session.get(self.model, record_id)
+        if record is None or (owner is not None and record.owner != owner):
             return None
-        return job
+        return record
 
     def list_owned(
-        self, owner: str, *, kinds: Sequence[str], limit: int, cursor: str | None
-    ) -> tuple[list[Job], str | None]:
-        """The owner's jobs of ``kinds``, newest first, and the cursor of the next page."""
-        query = select(Job).where(Job.owner == owner, Job.kind.in_(kinds))
+        self, owner: str, *, limit: int, cursor: str | None, kinds: Sequence[str] | None = None
+    ) -> tuple[list[R], str | None]:
+        """The owner's records (of ``kinds``, on the jobs table), newest first, and the next page's cursor."""
+        model: Any = self.model
+        query = select(self.model).where(model.owner == owner)
+        if kinds is not None:
+            query = query.where(model.kind.in_(kinds))
         if cursor:
-            created, job_id = _decode_cursor(cursor)
+            created, record_id = _decode_cursor(cursor)
             query = query.where(
-                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+                or_(model.created_at < created, and_(model.created_at == created, model.id < record_id))
             )
-        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
         with self.session() as session:
-            jobs = list(session.scalars(query))
-        next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
-        return jobs[:limit], next_cursor
+            records = list(session.scalars(query))
+        next_cursor = _encode_cursor(records[limit - 1]) if len(records) > limit else None
+        return records[:limit], next_cursor
 
-    def delete(self, job_id: str) -> None:
-        """Remove a job that could not be queued."""
+    def delete(self, record_id: str) -> None:
+        """Remove a record that could not be queued."""
+        model: Any = self.model
         with self.session() as session, session.begin():
-            session.execute(delete(Job).where(Job.id == job_id))
+            session.execute(delete(self.model).where(model.id == record_id))
 
-    def start(self, job_id: str, state: State) -> bool:
-        """Move an active job to ``state`` (RUNNING or PROCESSING), counting the attempt.
+    def start(self, record_id: str, state: State) -> bool:
+        """Move an active record to ``state`` (RUNNING or PROCESSING), counting the attempt.
 
-        False when the job is already terminal (cancelled while queued, or a duplicate delivery).
+        False when it is already terminal (cancelled while queued, or a duplicate delivery).
         """
         now = utcnow()
         with self.session() as session, session.begin():
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.state not in _ACTIVE:
+            record = session.get(self.model, record_id, with_for_update=True)
+            if record is None or record.state not in _ACTIVE:
                 return False
-            job.state = state.value
-            job.attempts += 1
-            job.started_at = job.started_at or now
+            record.state = state.value
+            record.attempts += 1
+            record.started_at = record.started_at or now
         return True
 
-    def set_state(self, job_id: str, state: State) -> bool:
-        """Record a non-terminal transition (e.g. FALLBACK_TO_GPU); False if the job is terminal."""
+    def set_state(self, record_id: str, state: State, **columns: Any) -> bool:
+        """Record a non-terminal transition (e.g. FALLBACK_TO_GPU), or write ``columns`` of an active
+        record (what a video's probe found); False if the record is terminal."""
+        model: Any = self.model
         with self.session() as session, session.begin():
             done = session.execute(
-                update(Job).where(Job.id == job_id, Job.state.in_(_ACTIVE)).values(state=state.value)
+                update(self.model)
+                .where(model.id == record_id, model.state.in_(_ACTIVE))
+                .values(state=state.value, **columns)
             )
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def finish(
         self,
-        job_id: str,
+        record_id: str,
         state: State,
         *,
         percent: float | None = None,
         error_reason: str | None = None,
-        result: dict[str, Any] | None = None,
+        columns: Mapping[str, Any] | None = None,
         owner: str | None = None,
     ) -> bool:
-        """Record a terminal state, unless the job is terminal already (the first writer wins)."""
+        """Record a terminal state (and the kind's ``columns``), unless the record is terminal already:
+        the first writer wins."""
         assert state.terminal
-        conditions = [Job.id == job_id, Job.state.in_(_ACTIVE)]
+        model: Any = self.model
+        conditions = [model.id == record_id, model.state.in_(_ACTIVE)]
         if owner is not None:
-            conditions.append(Job.owner == owner)
+            conditions.append(model.owner == owner)
         values: dict[str, Any] = {"state": state.value, "finished_at": utcnow(), "error_reason": error_reason}
         if percent is not None:
             values["percent"] = percent
-        if result is not None:
-            values["result"] = result
+        values.update(columns or {})
         with self.session() as session, session.begin():
-            done = session.execute(update(Job).where(*conditions).values(**values))
+            done = session.execute(update(self.model).where(*conditions).values(**values))
         return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+class JobRepository(RecordRepository[Job]):
+    """The ``jobs`` table, and the ``import_rows`` of spreadsheet jobs."""
+
+    model = Job
+
+    def _new(self, new: NewJob) -> Job:
+        job = super()._new(new)
+        job.kind = new.kind
+        return job
 
     def delete_rows(self, job_id: str) -> None:
         """Forget the rows of an earlier, interrupted attempt (or of a cancelled import)."""
@@ -228,3 +257,9 @@ class JobRepository:
         )
         with self.session() as session:
             return list(session.scalars(query))
+
+
+class VideoRepository(RecordRepository[Video]):
+    """The ``videos`` table."""
+
+    model = Video

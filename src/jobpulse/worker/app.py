@@ -11,13 +11,19 @@ from celery import Celery
 from jobpulse.settings import Settings
 from jobpulse.states import JobKind
 
-__all__ = ["QUEUES", "TASKS", "create_celery"]
+__all__ = ["GPU_QUEUE", "QUEUES", "TASKS", "create_celery"]
 
-# Each job kind runs on its own queue, so a flood of one kind never starves another.
+# Each job kind runs on its own queue, so a flood of one kind never starves another: a worker that
+# listens on several queues takes from them in turn, and a deployment runs workers per queue.
 TASKS: dict[JobKind, tuple[str, str]] = {
     JobKind.SPREADSHEET_IMPORT: ("jobpulse.spreadsheet_import", "imports"),
+    JobKind.AI_INFERENCE: ("jobpulse.ai_inference", "ai"),
+    JobKind.VIDEO: ("jobpulse.video", "media"),
 }
-QUEUES = tuple(sorted({queue for _, queue in TASKS.values()}))
+# AI jobs the CPU gave up on wait here for a worker started with `--queues ai-gpu`.
+GPU_QUEUE = "ai-gpu"
+# What `jobpulse worker` (and so `jobpulse up`) listens on without --queues: everything.
+QUEUES = tuple(sorted({queue for _, queue in TASKS.values()} | {GPU_QUEUE}))
 
 
 def broker_url(redis_url: str) -> str:
@@ -43,7 +49,7 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Any:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue=QUEUES[0],
+        task_default_queue=TASKS[JobKind.SPREADSHEET_IMPORT][1],
         task_routes={name: {"queue": queue} for name, queue in TASKS.values()},
         task_time_limit=settings.job_time_limit_seconds + 30,
         task_soft_time_limit=settings.job_time_limit_seconds,
@@ -66,9 +72,11 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Any:
     app.conf.jobpulse_pid = os.getpid()
 
     if register_tasks:
-        from jobpulse.worker.spreadsheet import register as register_spreadsheet
+        from jobpulse.worker import ai_inference, spreadsheet, video
 
-        register_spreadsheet(app)
+        spreadsheet.register(app)
+        ai_inference.register(app)
+        video.register(app)
     return app
 
 

@@ -10,11 +10,12 @@ import redis
 from sqlalchemy import Engine
 
 from jobpulse.db.engine import create_db_engine
-from jobpulse.db.repository import JobRepository
+from jobpulse.db.repository import JobRepository, RecordRepository, VideoRepository
 from jobpulse.keys import Keyspace
 from jobpulse.progress.connection import sync_redis
 from jobpulse.progress.store import ProgressStore
 from jobpulse.settings import Settings
+from jobpulse.states import JobKind
 
 __all__ = ["WorkerContext", "worker_context"]
 
@@ -29,6 +30,11 @@ class WorkerContext:
     store: ProgressStore
     engine: Engine
     jobs: JobRepository
+    videos: VideoRepository
+
+    def records(self, kind: JobKind) -> RecordRepository[Any]:
+        """The table that holds records of ``kind``."""
+        return self.videos if kind is JobKind.VIDEO else self.jobs
 
 
 _contexts: dict[tuple[int, int], WorkerContext] = {}
@@ -44,7 +50,13 @@ def worker_context(app: Any) -> WorkerContext:
         client = sync_redis(settings)
         engine = create_db_engine(settings.resolved_database_url)
         context = WorkerContext(
-            settings, keys, client, ProgressStore(client, keys), engine, JobRepository(engine)
+            settings,
+            keys,
+            client,
+            ProgressStore(client, keys),
+            engine,
+            JobRepository(engine),
+            VideoRepository(engine),
         )
         _contexts[key] = context
     return context

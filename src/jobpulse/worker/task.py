@@ -10,12 +10,13 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobpulse.db.engine import DATABASE_ERRORS
-from jobpulse.db.models import Job
+from jobpulse.db.models import Tracked
+from jobpulse.db.repository import RecordRepository
 from jobpulse.errors import BadInput, JobCancelled, ServiceUnavailable
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
@@ -39,20 +40,24 @@ class Outcome:
     """How a job ended when it did not raise."""
 
     state: State = State.SUCCESS
-    result: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # the jobs table's ``result``
     message: str | None = None
     error_reason: str | None = None
+    columns: dict[str, Any] = field(default_factory=dict)  # other columns of the kind's own table
 
 
-class JobHandler(Protocol):
+R_contra = TypeVar("R_contra", bound=Tracked, contravariant=True)
+
+
+class JobHandler(Protocol[R_contra]):
     """One job kind's work."""
 
     running_state: State
 
-    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
+    def run(self, job: R_contra, reporter: Reporter, context: WorkerContext) -> Outcome:
         """Do the work, reporting progress; raise BadInput for unacceptable input."""
 
-    def discard(self, job: Job, context: WorkerContext) -> None:
+    def discard(self, job: R_contra, context: WorkerContext) -> None:
         """Remove partial output of a job that did not succeed."""
 
 
@@ -69,12 +74,15 @@ class LeaseTaken(Exception):
     """Another worker holds the job (a duplicate delivery while the first still runs)."""
 
 
-def run_job(context: WorkerContext, job_id: str, handler: JobHandler) -> State | None:
-    """Run job ``job_id`` to its end; returns the terminal state this run recorded, if any.
+def run_job(
+    context: WorkerContext, records: RecordRepository[Any], job_id: str, handler: JobHandler[Any]
+) -> State | None:
+    """Run job ``job_id`` (a row of ``records``) to its end; returns the terminal state this run
+    recorded, if any.
 
     Raises :class:`LeaseTaken` when another worker runs the job right now (the task retries later).
     """
-    job = context.jobs.get(job_id)
+    job = records.get(job_id)
     if job is None:
         log.warning("job %s: no such job, message dropped", job_id)
         return None
@@ -85,17 +93,19 @@ def run_job(context: WorkerContext, job_id: str, handler: JobHandler) -> State |
     if not lease.acquire():
         raise LeaseTaken(job_id)
     with lease.kept_alive():
-        return _run_leased(context, job, handler)
+        return _run_leased(context, records, job, handler)
 
 
-def _run_leased(context: WorkerContext, job: Job, handler: JobHandler) -> State | None:
-    if not context.jobs.start(job.id, handler.running_state):
+def _run_leased(
+    context: WorkerContext, records: RecordRepository[Any], job: Tracked, handler: JobHandler[Any]
+) -> State | None:
+    if not records.start(job.id, handler.running_state):
         return None
     reporter = Reporter(
         context.store,
         job.id,
         owner=job.owner,
-        kind=job.kind,
+        kind=job.kind,  # type: ignore[attr-defined]
         state=handler.running_state,
         min_interval=context.settings.reporter_min_interval_seconds,
     )
@@ -114,26 +124,32 @@ def _run_leased(context: WorkerContext, job: Job, handler: JobHandler) -> State 
     except Exception:
         log.exception("job %s failed", job.id)
         outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
-    return _finish(context, job, handler, reporter, outcome)
+    return _finish(context, records, job, handler, reporter, outcome)
 
 
 def _finish(
-    context: WorkerContext, job: Job, handler: JobHandler, reporter: Reporter, outcome: Outcome
+    context: WorkerContext,
+    records: RecordRepository[Any],
+    job: Tracked,
+    handler: JobHandler[Any],
+    reporter: Reporter,
+    outcome: Outcome,
 ) -> State | None:
     if outcome.state not in RESULT_STATES:
         handler.discard(job, context)
     percent = 100.0 if outcome.state in RESULT_STATES else reporter.percent
     # The DB first: a client that sees a terminal progress record finds the same state in the DB.
-    recorded = context.jobs.finish(
+    columns = {"result": outcome.result} if outcome.result else {}
+    recorded = records.finish(
         job.id,
         outcome.state,
         percent=percent,
         error_reason=outcome.error_reason,
-        result=outcome.result or None,
+        columns=columns | outcome.columns,
     )
     if not recorded:
         # Someone ended it first (the owner cancelled): mirror the DB's state, drop our output.
-        current = context.jobs.get(job.id)
+        current = records.get(job.id)
         if outcome.state in RESULT_STATES:
             handler.discard(job, context)
         if current is not None and State(current.state).terminal:
@@ -150,22 +166,23 @@ def input_path(settings: Settings, job_id: str) -> Path:
     raise BadInput("The uploaded file is no longer available; please upload it again.")
 
 
-def register_task(app: Any, kind: JobKind, handler: JobHandler) -> None:
+def register_task(app: Any, kind: JobKind, handler: JobHandler[Any]) -> None:
     """Register the Celery task that runs ``handler`` for jobs of ``kind``."""
     name, _queue = TASKS[kind]
 
     @app.task(name=name, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def job_task(task: Any, job_id: str) -> str | None:
         context = worker_context(task.app)
+        records = context.records(kind)
         try:
-            state = run_job(context, job_id, handler)
+            state = run_job(context, records, job_id, handler)
         except LeaseTaken:
             raise task.retry(countdown=context.settings.job_lock_seconds) from None
         except INFRASTRUCTURE_ERRORS as exc:
             delay = min(_MAX_RETRY_DELAY, 2 ** (task.request.retries + 1))
             log.warning("job %s: %r; retrying in %d s", job_id, exc, delay)
             raise task.retry(countdown=delay) from exc
-        job = context.jobs.get(job_id)
+        job = records.get(job_id)
         if job is None or State(job.state).terminal:
             shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)
         return None if state is None else state.value

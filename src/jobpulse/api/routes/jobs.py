@@ -91,7 +91,7 @@ def list_jobs(
     cursor: str | None = None,
 ) -> Response:
     kinds = [JobKind.SPREADSHEET_IMPORT.value, JobKind.AI_INFERENCE.value]
-    jobs, next_cursor = services.jobs.list_owned(owner, kinds=kinds, limit=limit, cursor=cursor)
+    jobs, next_cursor = services.jobs.list_owned(owner, limit=limit, cursor=cursor, kinds=kinds)
     return json_response({"items": [job_record(job) for job in jobs], "next_cursor": next_cursor})
 
 
@@ -152,4 +152,4 @@ def get_rows(
 @router.post("/{job_id}/cancel/", status_code=202, summary="Cancel a job; 409 if it already ended")
 async def cancel_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
     job = await run_in_threadpool(_own_job, services, owner, job_id)
-    return json_response(await cancel(services, job), 202)
+    return json_response(await cancel(services, job, JobKind(job.kind)), 202)
