@@ -11,14 +11,17 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -154,6 +157,63 @@ def granian(target: str, env: dict[str, str], *, pythonpath: Path | None = None)
     finally:
         server.terminate()
         server.wait(10)
+
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
+
+
+@contextmanager
+def worker(
+    env: dict[str, str], log: Path, profile: Path | None = None, queues: str | None = None
+) -> Iterator[None]:
+    """``jobpulse worker --concurrency 1`` (on ``queues``, else all); under ``py-spy record`` (all
+    processes) if ``profile``."""
+    argv = [sys.executable, "-m", "jobpulse", "worker", "--concurrency", "1"]
+    if queues:
+        argv += ["--queues", queues]
+    if profile is not None:  # py-spy may only attach to its own children here: it starts the worker
+        argv = [str(PY_SPY), "record", "--subprocesses", "--format", "raw", "-o", str(profile), "--", *argv]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker did not start:\n" + log.read_text()[-3000:])
+            time.sleep(0.05)
+        yield
+    finally:
+        # No job is running by now: kill the worker and its pool. Under py-spy, kill only what py-spy
+        # started: py-spy then writes its file and exits.
+        if profile is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for pid in _descendants(process.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            process.wait(60)
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything left of the group
+            process.wait(10)
+
+
+def worker_seconds(record: dict[str, Any]) -> float:
+    """A job's time in its worker, from its DB record: ``finished_at - started_at``."""
+    started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+    return (datetime.fromisoformat(record["finished_at"].replace("Z", "+00:00")) - started).total_seconds()
 
 
 # -- load --------------------------------------------------------------------------------------------

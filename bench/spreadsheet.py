@@ -10,23 +10,30 @@ started under py-spy, whose samples (every thread of the job's process) say wher
 
 from __future__ import annotations
 
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import httpx
 import python_calamine
-from benchkit import SECRET, Chart, Options, Section, Target, granian, main, postgres, scratch, table
+from benchkit import (
+    SECRET,
+    Chart,
+    Options,
+    Section,
+    Target,
+    granian,
+    main,
+    postgres,
+    scratch,
+    table,
+    worker,
+    worker_seconds,
+)
 from openpyxl import Workbook
 
 from jobpulse.auth import mint_token
@@ -42,7 +49,6 @@ SCHEMA = (  # the e2e test's schema: four typed columns, two passed through
     '{"name": "score", "type": "number"}]}'
 )
 TARGET_RATIO = 0.40
-PY_SPY = Path(sys.executable).parent / "py-spy"
 TOP = 12  # functions shown from the profile
 FIXED = (
     "Fixed after profiling this import (sizes as measured then, 100,000 rows): the batch writer was the "
@@ -75,53 +81,6 @@ def raw_read(path: Path) -> tuple[float, int]:
     return time.perf_counter() - started, rows - 1
 
 
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with suppress(OSError):
-            for child in (task / "children").read_text().split():
-                found += [int(child), *_descendants(int(child))]
-    return found
-
-
-@contextmanager
-def worker(env: dict[str, str], log: Path, profile: Path | None = None) -> Iterator[None]:
-    """``jobpulse worker --concurrency 1``; under ``py-spy record`` (all processes) if ``profile``."""
-    argv = [sys.executable, "-m", "jobpulse", "worker", "--concurrency", "1"]
-    if profile is not None:  # py-spy may only attach to its own children here: it starts the worker
-        argv = [str(PY_SPY), "record", "--subprocesses", "--format", "raw", "-o", str(profile), "--", *argv]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while b"ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("worker did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.05)
-        yield
-    finally:
-        # No job is running by now: kill the worker and its pool. Under py-spy, kill only what py-spy
-        # started: py-spy then writes its file and exits.
-        if profile is None:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        for pid in _descendants(process.pid):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        try:
-            process.wait(60)
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # anything left of the group
-            process.wait(10)
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def import_once(http: httpx.Client, content: bytes, rows: int) -> dict[str, float]:
     """Submit ``content``, poll its progress until SUCCESS; wall time and the worker's own time."""
     started = time.perf_counter()
@@ -141,7 +100,7 @@ def import_once(http: httpx.Client, content: bytes, rows: int) -> dict[str, floa
     assert body["state"] == "SUCCESS", body
     record = http.get(f"/jobs/{job_id}/").json()
     assert record["result"]["rows_imported"] == rows, record["result"]
-    in_worker = (_moment(record["finished_at"]) - _moment(record["started_at"])).total_seconds()
+    in_worker = worker_seconds(record)
     return {"seconds": seconds, "in_worker": in_worker}
 
 

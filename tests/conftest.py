@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,27 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of ``create_app(settings)``, for a test's own settings (a limit, a Redis)."""
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        await app.state.services.aclose()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of the test's own: one it may stop, or one the session's worker does not watch."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def app(settings: Settings) -> Any:
     return create_app(settings)
@@ -107,6 +129,20 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client
     await app.state.services.aclose()
+
+
+@pytest.fixture
+def idle_app(settings: Settings, own_redis: RedisServer) -> Any:
+    """The app on a Redis of its own, where no worker listens: its jobs stay PENDING until cancelled."""
+    return create_app(settings.model_copy(update={"redis_url": own_redis.url}))
+
+
+@pytest.fixture
+async def idle_client(idle_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=idle_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+    await idle_app.state.services.aclose()
 
 
 @pytest.fixture

@@ -36,13 +36,19 @@ def submit_file(
 
 
 def poll_until_terminal(
-    client: httpx.Client, auth: dict[str, str], job_id: str, timeout: float = 120.0, interval: float = 0.05
+    client: httpx.Client,
+    auth: dict[str, str],
+    job_id: str,
+    timeout: float = 120.0,
+    interval: float = 0.05,
+    base: str = "/jobs",
 ) -> list[dict[str, Any]]:
-    """Poll the progress endpoint until a terminal state; every body seen, in order."""
+    """Poll the progress endpoint (of ``base``: ``/media/videos`` for videos) until a terminal state;
+    every body seen, in order."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.get(f"/jobs/{job_id}/progress/", headers=auth).json()
+        body = client.get(f"{base}/{job_id}/progress/", headers=auth).json()
         seen.append(body)
         if body["terminal"]:
             return seen

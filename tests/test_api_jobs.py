@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from jobpulse.api.app import create_app
 from jobpulse.settings import Settings
+from tests.conftest import app_client
 from tests.jobs import CSV, submit_csv
+from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +40,11 @@ class StreamedUpload:
 
 
 async def test_expired_record_reads_unknown_while_db_keeps_terminal_state(
-    settings: Settings, auth: dict[str, str]
+    settings: Settings, auth: dict[str, str], own_redis: RedisServer
 ) -> None:
-    app = create_app(settings.model_copy(update={"terminal_progress_ttl_seconds": 1}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    # A Redis of its own: no worker takes the job before it is cancelled.
+    idle = settings.model_copy(update={"terminal_progress_ttl_seconds": 1, "redis_url": own_redis.url})
+    async with app_client(idle) as client:
         job_id = (await submit_csv(client, auth)).json()["id"]
         cancelled = await client.post(f"/jobs/{job_id}/cancel/", headers=auth)
         assert cancelled.status_code == 202
@@ -55,13 +57,12 @@ async def test_expired_record_reads_unknown_while_db_keeps_terminal_state(
         assert record["state"] == "CANCELLED"
         assert record["terminal"] is True
         assert record["finished_at"] is not None
-    await app.state.services.aclose()
 
 
-async def test_cancel_of_a_terminal_job_is_409(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-    job_id = (await submit_csv(client, auth)).json()["id"]
-    assert (await client.post(f"/jobs/{job_id}/cancel/", headers=auth)).status_code == 202
-    again = await client.post(f"/jobs/{job_id}/cancel/", headers=auth)
+async def test_cancel_of_a_terminal_job_is_409(idle_client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    job_id = (await submit_csv(idle_client, auth)).json()["id"]
+    assert (await idle_client.post(f"/jobs/{job_id}/cancel/", headers=auth)).status_code == 202
+    again = await idle_client.post(f"/jobs/{job_id}/cancel/", headers=auth)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "already_terminal"
 
@@ -129,10 +130,8 @@ async def test_bad_submissions_get_a_clean_4xx(
 
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"max_upload_bytes": 100_000}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with app_client(settings.model_copy(update={"max_upload_bytes": 100_000})) as client:
         yield client
-    await app.state.services.aclose()
 
 
 async def test_upload_over_the_limit_is_413_while_streaming(
@@ -181,10 +180,10 @@ async def test_metrics_count_sql_by_route(client: httpx.AsyncClient, auth: dict[
 async def test_a_bad_kind_is_refused_before_the_file_is_streamed(
     small_limit_client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    upload = StreamedUpload("ai_inference", chunk=b"x" * 1000, chunks=100)
+    upload = StreamedUpload("video", chunk=b"x" * 1000, chunks=100)
     response = await upload.post(small_limit_client, auth)
     assert response.status_code == 422
-    assert response.json()["error"]["message"].startswith("Jobs of kind 'ai_inference' are not accepted yet")
+    assert response.json()["error"]["message"].startswith("Jobs of kind 'video' are not accepted here")
     assert upload.sent < 100_000
 
 
@@ -198,10 +197,8 @@ async def test_ids_are_case_insensitive_on_every_route(
 
 async def test_database_down_is_503_not_500(settings: Settings, auth: dict[str, str], tmp_path: Any) -> None:
     broken = settings.model_copy(update={"database_url": "postgresql://nobody@127.0.0.1:1/none"})
-    app = create_app(broken)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with app_client(broken) as client:
         response = await client.get("/jobs/", headers=auth)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "database_unavailable"
         assert response.headers["retry-after"] == "2"
-    await app.state.services.aclose()

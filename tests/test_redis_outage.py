@@ -3,8 +3,7 @@ database; submission answers 503 and leaves no job behind; everything recovers w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,14 +15,6 @@ from tests.jobs import submit_csv
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

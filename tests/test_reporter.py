@@ -78,3 +78,21 @@ def test_cancellation_is_seen_at_the_next_write(store: ProgressStore) -> None:
         reporter.update(2, 10)
     raw = store.read(job)
     assert raw is not None and raw[b"state"] == b"CANCELLED"
+
+
+def test_an_explicit_percent_and_eta_stay_until_replaced(store: ProgressStore) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job, interval=0)
+    reporter.transition(State.RUNNING)
+    reporter.update(5_000, 20_000, percent=7.5, eta_seconds=40.0)  # units of one step of a larger job
+    reporter.update()  # "no news": the same values again (how a silent job still notices a cancel)
+    raw = store.read(job)
+    assert raw is not None
+    assert (raw[b"percent"], raw[b"eta_seconds"], raw[b"current"]) == (b"7.5", b"40", b"5000")
+    version = raw[b"version"]
+    reporter.update()
+    raw = store.read(job)
+    assert raw is not None and raw[b"version"] == version  # an identical write changes nothing
+    store.write(job, ProgressUpdate(State.CANCELLED), owner="bob", kind="spreadsheet_import")
+    with pytest.raises(JobCancelled):
+        reporter.update()

@@ -18,7 +18,7 @@ from jobpulse.errors import (
 from jobpulse.settings import Settings
 from jobpulse.states import TERMINAL_STATES, JobKind, State
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "TERMINAL_STATES",

@@ -16,6 +16,7 @@ Each carries a stable snake_case ``code``, a ``message`` written for the end use
     ├── DeadlineExceeded          a client's wait passed its deadline (also a TimeoutError)
     └── JobError                  raised inside a worker; ends the job
         ├── BadInput              the input is unacceptable: REJECTED_BAD_INPUT with ``message`` as reason
+        ├── JobFailed             the job cannot finish (a stuck tool): FAILED with ``message`` as reason
         └── JobCancelled          the owner cancelled the job; the worker stops at its next report
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidRequest",
     "JobCancelled",
     "JobError",
+    "JobFailed",
     "JobpulseError",
     "NotFound",
     "PayloadTooLarge",
@@ -126,6 +128,12 @@ class BadInput(JobError):
     """The input is unacceptable; ``message`` is shown to the end user as ``error_reason``."""
 
     code = "bad_input"
+
+
+class JobFailed(JobError):
+    """The job cannot finish, for a reason the user may read (``message``; never a path or a traceback)."""
+
+    code = "job_failed"
 
 
 class JobCancelled(JobError):

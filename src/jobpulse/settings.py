@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobpulse.errors import ConfigurationError
+from jobpulse.media.renditions import LADDER
 
 __all__ = ["Settings"]
 
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     video_preset: str = "veryfast"  # x264's speed/size trade-off
     video_stall_seconds: float = Field(120.0, gt=0)  # ffmpeg silent this long is killed, the video FAILED
     video_probe_timeout_seconds: float = Field(30.0, gt=0)
+    video_link_ttl_seconds: int = Field(6 * 3600, gt=0)  # signed file links in a video's record
     ffmpeg_binary: str = "ffmpeg"  # found on PATH unless a path is given
     ffprobe_binary: str = "ffprobe"
 
@@ -78,6 +80,7 @@ class Settings(BaseSettings):
     ocr_cpu_max_pixels: int = Field(12_000_000, gt=0)  # a CPU worker hands larger images to the GPU queue
     ocr_cpu_time_budget_seconds: float = Field(60.0, gt=0)  # ... and jobs that run longer than this
     ocr_gpu_wait_seconds: float = Field(120.0, gt=0)  # no GPU worker took it by then: run on the CPU
+    ocr_threads: int = Field(0, ge=0)  # onnxruntime threads per worker process; 0: one per core
 
     # Worker.
     reporter_min_interval_seconds: float = Field(0.2, ge=0)  # at most 5 accepted writes/s per job
@@ -94,6 +97,15 @@ class Settings(BaseSettings):
                 "visibility_timeout_seconds must exceed job_time_limit_seconds, "
                 "or a long job would be delivered twice"
             )
+        if self.ocr_gpu_wait_seconds >= self.visibility_timeout_seconds:
+            raise ValueError(
+                "ocr_gpu_wait_seconds must be under visibility_timeout_seconds: the delayed CPU message "
+                "waits unacknowledged in a worker for that long, and would be delivered twice"
+            )
+        unknown = [name for name in self.video_renditions if name not in LADDER]
+        if unknown or not self.video_renditions:
+            names = ", ".join(LADDER)
+            raise ValueError(f"video_renditions must name some of {names}; got {unknown or 'none'}")
         return self
 
     @property

@@ -14,7 +14,7 @@ from jobpulse.api.deps import Services, track_route
 from jobpulse.api.errors import install_error_handlers
 from jobpulse.api.metrics import Metrics
 from jobpulse.api.progress import ProgressEndpoint, ProgressLayer
-from jobpulse.api.routes import health, jobs, progress
+from jobpulse.api.routes import health, jobs, progress, videos
 from jobpulse.auth import TokenVerifier
 from jobpulse.db.engine import StatementCounter, create_db_engine
 from jobpulse.db.repository import JobRepository, VideoRepository
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Any:
     api.state.services = services
     install_error_handlers(api)
     api.include_router(jobs.router)
+    api.include_router(videos.router)
     api.include_router(progress.router)
     api.include_router(health.router)
     return ProgressLayer(api, services.progress, metrics)

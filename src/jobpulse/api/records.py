@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from jobpulse.db.models import Job
+from jobpulse.db.models import Job, Tracked, Video
 from jobpulse.db.repository import as_utc
 from jobpulse.states import State
 
-__all__ = ["job_record", "links"]
+__all__ = ["job_record", "links", "video_record"]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -19,27 +20,55 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_record(job: Job) -> dict[str, Any]:
-    """The DB record of a job, as the contract shapes it."""
-    state = State(job.state)
+def _record(record: Tracked, kind: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    state = State(record.state)
     return {
-        "id": job.id,
-        "kind": job.kind,
+        "id": record.id,
+        "kind": kind,
         "state": state.value,
         "terminal": state.terminal,
-        "percent": job.percent,
-        "error_reason": job.error_reason,
-        "options": job.options,
+        "percent": record.percent,
+        "error_reason": record.error_reason,
+        "options": record.options,
         "input": {
-            "filename": job.input_filename,
-            "size_bytes": job.input_size_bytes,
-            "content_type": job.input_content_type,
+            "filename": record.input_filename,
+            "size_bytes": record.input_size_bytes,
+            "content_type": record.input_content_type,
         },
-        "result": job.result,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "result": result,
+        "created_at": _iso(record.created_at),
+        "started_at": _iso(record.started_at),
+        "finished_at": _iso(record.finished_at),
     }
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """The DB record of a job, as the contract shapes it."""
+    return _record(job, job.kind, job.result)
+
+
+def video_record(video: Video, link: Callable[[str], str]) -> dict[str, Any]:
+    """The DB record of a video. ``result`` is null until the probe has read the video; renditions and
+    the thumbnail appear once it is READY, each with a download URL (``link`` makes it from a file name).
+    """
+    result: dict[str, Any] | None = None
+    if video.duration_seconds is not None:
+        ready = video.state == State.READY.value
+        result = {
+            "duration_seconds": video.duration_seconds,
+            "width": video.width,
+            "height": video.height,
+            "video_codec": video.video_codec,
+            "audio_codec": video.audio_codec,
+            "frame_rate": video.frame_rate,
+            "renditions": [
+                {**rendition, "url": link(rendition["file"])} for rendition in (video.renditions or [])
+            ]
+            if ready
+            else [],
+            "thumbnail": {"url": link(video.thumbnail)} if ready and video.thumbnail else None,
+        }
+    return _record(video, video.kind, result)
 
 
 def links(base: str, job_id: str) -> dict[str, str]:

@@ -101,7 +101,9 @@ class _FormReader:
         if self._name != self.file_field or self.upload.file is not None:
             raise InvalidRequest(f"Only one file, in the form field '{self.file_field}', is accepted.")
         if self.check_fields is not None:
-            self.check_fields(self.upload.fields)
+            limit = self.check_fields(self.upload.fields)
+            if isinstance(limit, int):  # the fields decide a smaller limit (a job kind's own)
+                self.max_file_bytes = min(self.max_file_bytes, limit)
         self._filename = clean_filename(raw_filename.decode("utf-8", "replace"))
         suffix = _SUFFIX.fullmatch(Path(self._filename).suffix)
         self.dest_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,8 @@ async def receive_upload(
     """Parse a multipart form, saving its file part as ``dest_dir/input<.ext>``.
 
     ``check_fields`` sees the fields sent before the file and may raise to refuse the upload before its
-    bytes are read. On any error ``dest_dir`` is removed, so a rejected upload leaves nothing behind.
+    bytes are read, or return an int: a smaller size limit for this file (a job kind's own). On any error
+    ``dest_dir`` is removed, so a rejected upload leaves nothing behind.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")

@@ -92,6 +92,14 @@ class BaseClient:
             name = filename or Path(str(getattr(file, "name", "upload"))).name
             yield _route(resource_of(kind)), data, {"file": (name, file)}
 
+    @staticmethod
+    def _review_body(decision: str, text: str | None) -> dict[str, Any]:
+        """The body of ``POST /jobs/{id}/review/``; a decision other than approve or reject is refused
+        here, before a request is sent."""
+        if decision not in ("approve", "reject"):
+            raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
+        return {"decision": decision} if text is None else {"decision": decision, "text": text}
+
     def _timeout(self, deadline: Deadline) -> float:
         left = deadline.remaining()
         if left is None:

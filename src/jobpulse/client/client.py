@@ -122,6 +122,15 @@ class Client(BaseClient):
         """Ask for the job to stop; ``Conflict`` if it already ended."""
         return Progress.from_body(self._call("POST", _route(resource, job_id, "cancel/")))
 
+    def review(self, job_id: str, decision: str, text: str | None = None) -> dict[str, Any]:
+        """Resolve an OCR job in REVIEW_REQUIRED: ``decision`` "approve" (SUCCESS) or "reject"
+        (REJECTED_BAD_INPUT), with an optional corrected ``text``; the updated DB record. ``Conflict``
+        when the job is not under review."""
+        body: dict[str, Any] = self._call(
+            "POST", _route("jobs", job_id, "review/"), json=self._review_body(decision, text)
+        )
+        return body
+
     def watch(
         self,
         job_id: str,
@@ -264,6 +273,13 @@ class AsyncClient(BaseClient):
     async def cancel(self, job_id: str, resource: Resource = "jobs") -> Progress:
         """Ask for the job to stop; ``Conflict`` if it already ended."""
         return Progress.from_body(await self._call("POST", _route(resource, job_id, "cancel/")))
+
+    async def review(self, job_id: str, decision: str, text: str | None = None) -> dict[str, Any]:
+        """Resolve an OCR job in REVIEW_REQUIRED; see :meth:`Client.review`."""
+        body: dict[str, Any] = await self._call(
+            "POST", _route("jobs", job_id, "review/"), json=self._review_body(decision, text)
+        )
+        return body
 
     async def watch(
         self,

@@ -247,6 +247,27 @@ class JobRepository(RecordRepository[Job]):
             )
         return len(params)
 
+    def review(
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        state: State,
+        result: dict[str, Any],
+        error_reason: str | None,
+    ) -> bool:
+        """Resolve the owner's REVIEW_REQUIRED job to ``state`` (SUCCESS or REJECTED_BAD_INPUT) with its
+        reviewed ``result``: a conditional update, so of two racing reviews exactly one wins (False for
+        the other, and for a job that is not under review)."""
+        assert state in (State.SUCCESS, State.REJECTED_BAD_INPUT)
+        with self.session() as session, session.begin():
+            done = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.owner == owner, Job.state == State.REVIEW_REQUIRED.value)
+                .values(state=state.value, result=result, error_reason=error_reason)
+            )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
     def rows(self, job_id: str, *, after: int, limit: int) -> list[ImportRow]:
         """Imported rows after row number ``after``, in file order."""
         query = (

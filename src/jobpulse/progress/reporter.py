@@ -47,6 +47,7 @@ class Reporter:
         self.percent: float | None = None
         self.stage: str | None = None
         self.message: str | None = None
+        self.eta_seconds: float | None = None  # the job's own estimate; else one from percent and time
         self._state_started = time.monotonic()
         self._last_write = float("-inf")
         self._dirty = False
@@ -59,10 +60,14 @@ class Reporter:
         percent: float | None = None,
         stage: str | None = None,
         message: str | None = None,
+        eta_seconds: float | None = None,
     ) -> None:
         """Record progress; written now if the last write is ``min_interval`` old, else later.
 
-        ``percent`` defaults to ``current / total``. Cheap enough to call in a tight loop.
+        ``percent`` defaults to ``current / total`` when either is given; ``eta_seconds`` to an
+        extrapolation of the time spent in the state so far (a job that knows its speed, like a transcode,
+        passes its own). ``update()`` with nothing new writes the same values again: a silent job notices
+        a cancel that way. Cheap enough to call in a tight loop.
         """
         if current is not None:
             self.current = current
@@ -70,12 +75,14 @@ class Reporter:
             self.total = total
         if percent is not None:
             self.percent = percent
-        elif self.current is not None and self.total:
+        elif (current is not None or total is not None) and self.current is not None and self.total:
             self.percent = min(100.0, 100.0 * self.current / self.total)
         if stage is not None:
             self.stage = stage
         if message is not None:
             self.message = message
+        if eta_seconds is not None:
+            self.eta_seconds = eta_seconds
         self._dirty = True
         if time.monotonic() - self._last_write >= self.min_interval:
             self.flush()
@@ -99,6 +106,7 @@ class Reporter:
         self.current = self.total = None
         self.stage = stage
         self.message = message
+        self.eta_seconds = None
         self._state_started = time.monotonic()
         self._write(self._update(state))
 
@@ -128,6 +136,8 @@ class Reporter:
     def _eta(self) -> float | None:
         if not self.percent or self.percent >= 100.0:
             return None
+        if self.eta_seconds is not None:
+            return round(self.eta_seconds, 1)
         elapsed = time.monotonic() - self._state_started
         return round(elapsed * (100.0 - self.percent) / self.percent, 1)
 

@@ -1,23 +1,21 @@
 """The options a client sends with a spreadsheet import, validated before the job is queued.
 
 Validation is strict (no "3" for 3) so that a typo is reported at submission time rather than guessed at;
-:func:`parse_options` turns pydantic's errors into one readable :class:`~jobpulse.errors.InvalidOptions`.
+:func:`parse_options` turns pydantic's errors into one readable error (:mod:`jobpulse.options`).
 """
 
 from __future__ import annotations
 
 import codecs
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jobpulse.errors import InvalidOptions
+from jobpulse.options import parse_json_options
 
 __all__ = ["ColumnSpec", "ColumnType", "ImportOptions", "parse_options"]
 
 ColumnType = Literal["string", "integer", "number", "boolean", "date", "email"]
-
-_MAX_REPORTED_ERRORS = 5
 
 
 class ColumnSpec(BaseModel):
@@ -107,43 +105,4 @@ def parse_options(raw: str | None) -> ImportOptions:
 
     Raises :class:`InvalidOptions` naming each bad field, for bad JSON as for bad values.
     """
-    if raw is None or not raw.strip():
-        return ImportOptions()
-    try:
-        return ImportOptions.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors(include_url=False)]
-        shown = "; ".join(problems[:_MAX_REPORTED_ERRORS])
-        if len(problems) > _MAX_REPORTED_ERRORS:
-            shown += f"; and {len(problems) - _MAX_REPORTED_ERRORS} more"
-        raise InvalidOptions(f"Invalid import options: {shown}.") from None
-
-
-def _describe(error: Any) -> str:
-    """One pydantic error as 'field: what is wrong', without pydantic's own vocabulary."""
-    kind: str = error["type"]
-    field = _field_path(error["loc"])
-    message: str = error["msg"]
-    if kind == "json_invalid":
-        return f"the options are not valid JSON ({error.get('ctx', {}).get('error', message)})"
-    if kind == "model_type" or (kind == "model_attributes_type" and not field):
-        return "the options must be a JSON object"
-    if kind == "extra_forbidden":
-        return f"'{field}' is not a known option"
-    if kind == "missing":
-        return f"'{field}' is required"
-    message = message.removeprefix("Value error, ").removeprefix("Input should be ")
-    if kind.endswith("_type") or kind in ("literal_error", "greater_than_equal", "string_too_short"):
-        message = f"should be {message}"
-    return f"'{field}' {message}" if field else message
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    """('columns', 0, 'type') -> 'columns[0].type'."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path
+    return parse_json_options(ImportOptions, raw, "import")

@@ -1,9 +1,181 @@
-"""Placeholder while the ai_inference job is written."""
+"""The ``ai_inference`` job: OCR of one image, on the CPU, handed to the GPU queue when it is too big.
+
+Three tasks run the same job (docs/architecture.md, "OCR and the GPU queue"):
+
+- ``jobpulse.ai_inference`` on ``ai``: the first attempt, on the CPU within a budget (pixels, seconds).
+  Beyond it the job is handed off: FALLBACK_TO_GPU, a message to ``ai-gpu``, and a second one back to
+  ``ai`` that runs ``ocr_gpu_wait_seconds`` later;
+- ``jobpulse.ai_inference.gpu`` on ``ai-gpu``: onnxruntime's CUDA provider when the machine has it (else
+  the CPU provider, and the result says so), no budget;
+- ``jobpulse.ai_inference.cpu_after_gpu_wait`` on ``ai``: the CPU without a budget, so no job waits
+  forever for a GPU. Whichever of the last two comes second finds the job running (its lease is taken:
+  it retries later) or ended (the message is dropped).
+
+Progress: ``decoding`` (0-5%), ``detecting`` (5-35%), ``recognizing`` (35-100%, by text region).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from jobpulse.db.models import Job
+from jobpulse.ocr.engine import CUDA_PROVIDER, Device, OcrEngine, engine_for
+from jobpulse.ocr.image import ImageInfo, ImageLimits, decode_image, probe_image
+from jobpulse.ocr.options import OcrOptions
+from jobpulse.ocr.result import Attempt, judge, plural, result_body
+from jobpulse.progress.reporter import Reporter
+from jobpulse.settings import Settings
+from jobpulse.states import JobKind, State
+from jobpulse.worker.app import GPU_QUEUE, TASKS
+from jobpulse.worker.context import WorkerContext
+from jobpulse.worker.task import HandOff, Outcome, Requeue, input_path, register_task
+
+__all__ = ["CPU_AFTER_GPU_WAIT_TASK", "GPU_TASK", "OcrJob", "register"]
+
+CPU_TASK, CPU_QUEUE = TASKS[JobKind.AI_INFERENCE]
+GPU_TASK = f"{CPU_TASK}.gpu"
+CPU_AFTER_GPU_WAIT_TASK = f"{CPU_TASK}.cpu_after_gpu_wait"
+
+_DETECT_START, _RECOGNIZE_START = 5.0, 35.0
+NO_CUDA_NOTE = "This worker of the GPU queue has no CUDA execution provider: the job ran on its CPU."
+WAITED_NOTE = "No GPU worker took the job within {wait:g} s: it ran on the CPU."
+
+
+class _OverBudget(Exception):
+    """The CPU attempt passed its budget; ``why`` says which, in words."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _Budget:
+    """The first CPU attempt's limits: pixels (checked before decoding) and seconds (between steps)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_pixels = settings.ocr_cpu_max_pixels
+        self.seconds = settings.ocr_cpu_time_budget_seconds
+        self.started = time.monotonic()
+
+    def check_pixels(self, info: ImageInfo) -> None:
+        if info.pixels > self.max_pixels:
+            raise _OverBudget(
+                f"The image ({info.width:,} x {info.height:,}) is larger than a CPU worker takes "
+                f"({self.max_pixels / 1_000_000:g} megapixels)"
+            )
+
+    def check_time(self) -> None:
+        if time.monotonic() - self.started > self.seconds:
+            raise _OverBudget(f"Reading the image takes longer than a CPU worker's {self.seconds:g} s budget")
+
+
+class OcrJob:
+    """Reads the text of one image; ``attempt`` says which of the three tasks this instance serves."""
+
+    running_state = State.RUNNING
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.device = Device.GPU if attempt is Attempt.GPU else Device.CPU
+
+    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
+        settings = context.settings
+        started = time.perf_counter()
+        budget = _Budget(settings) if self.attempt is Attempt.CPU else None
+        options = OcrOptions.model_validate(job.options or {})
+        min_confidence = (
+            settings.ocr_min_confidence if options.min_confidence is None else options.min_confidence
+        )
+        limits = ImageLimits.from_settings(settings)
+        path = input_path(settings, job.id)
+        try:
+            reporter.update(percent=0.0, stage="decoding", message="Reading the image")
+            info = probe_image(path, limits)
+            if budget is not None:
+                budget.check_pixels(info)
+            info, pixels = decode_image(path, limits)
+            decoded = time.perf_counter()
+            loading = time.monotonic()
+            engine = engine_for(self.device, settings.ocr_threads)
+            if budget is not None:
+                budget.started += time.monotonic() - loading  # the model's first load is not the image's
+                budget.check_time()
+            reporter.update(percent=_DETECT_START, stage="detecting", message="Finding the text")
+            reporter.flush()  # detection is one long call: show its stage before it starts
+            page = engine.detect(pixels)
+            del pixels
+            total = page.regions
+            reporter.update(
+                0,
+                total,
+                percent=_RECOGNIZE_START,
+                stage="recognizing",
+                message=f"Found {plural(total, 'text region')}",
+            )
+            reporter.flush()
+            for done in engine.recognize(page):
+                if budget is not None and done < total:
+                    budget.check_time()
+                reporter.update(
+                    done,
+                    total,
+                    percent=_RECOGNIZE_START + (100.0 - _RECOGNIZE_START) * done / max(total, 1),
+                    message=f"Recognized {done:,} of {plural(total, 'text region')}",
+                )
+            lines = engine.lines(page)
+        except _OverBudget as over:
+            raise self._hand_off(settings, over.why) from None
+        verdict = judge(lines, min_confidence)
+        timings = {
+            "decode_seconds": round(decoded - started, 3),
+            "detect_seconds": round(page.seconds.get("detect", 0.0), 3),
+            "classify_seconds": round(page.seconds.get("classify", 0.0), 3),
+            "recognize_seconds": round(page.seconds.get("recognize", 0.0), 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+        }
+        result = result_body(
+            lines,
+            min_confidence,
+            image=info.to_dict(),
+            engine=engine.describe(),
+            execution_provider=engine.provider,
+            device="gpu" if engine.provider == CUDA_PROVIDER else "cpu",
+            attempt=self.attempt.value,
+            note=self._note(engine, settings),
+            timings=timings,
+        )
+        if verdict.state is State.REJECTED_BAD_INPUT:
+            return Outcome(verdict.state, result=result, error_reason=verdict.reason)
+        return Outcome(verdict.state, result=result, message=verdict.message)
+
+    def _note(self, engine: OcrEngine, settings: Settings) -> str | None:
+        if self.attempt is Attempt.GPU and engine.provider != CUDA_PROVIDER:
+            return NO_CUDA_NOTE
+        if self.attempt is Attempt.CPU_AFTER_GPU_WAIT:
+            return WAITED_NOTE.format(wait=settings.ocr_gpu_wait_seconds)
+        return None
+
+    @staticmethod
+    def _hand_off(settings: Settings, why: str) -> HandOff:
+        """FALLBACK_TO_GPU: a message for the GPU queue, and one that runs it on the CPU after the wait."""
+        wait = settings.ocr_gpu_wait_seconds
+        return HandOff(
+            State.FALLBACK_TO_GPU,
+            [
+                Requeue(GPU_TASK, GPU_QUEUE),
+                Requeue(CPU_AFTER_GPU_WAIT_TASK, CPU_QUEUE, countdown=wait),
+            ],
+            message=f"{why}: waiting for a GPU worker (or the CPU again after {wait:g} s)",
+            stage="waiting_for_gpu",
+        )
+
+    def discard(self, job: Job, context: WorkerContext) -> None:
+        """Nothing to remove: the result lives in the record, and the upload is removed at the end."""
 
 
 def register(app: Any) -> None:
-    """Register the ai_inference task on ``app``."""
+    """Register the three OCR tasks on ``app``."""
+    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.CPU))
+    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.GPU), name=GPU_TASK)
+    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.CPU_AFTER_GPU_WAIT), name=CPU_AFTER_GPU_WAIT_TASK)

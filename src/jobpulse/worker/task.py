@@ -2,12 +2,18 @@
 
 A job kind supplies a :class:`JobHandler`; :func:`run_job` does the rest. The database decides the end:
 terminal updates are conditional, so a job cancelled while it ran, or delivered twice, ends once.
+
+A handler may also give a job up to other workers by raising :class:`HandOff` (an OCR job the CPU gives
+to the GPU queue): the job moves to the hand-off's active state in the DB and then in Redis, the lease is
+released, and then the hand-off's messages are sent. Whatever runs the job next goes through
+:func:`run_job` again, whose terminal check and lease make duplicate or late messages harmless.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -17,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import RecordRepository
-from jobpulse.errors import BadInput, JobCancelled, ServiceUnavailable
+from jobpulse.errors import BadInput, JobCancelled, JobFailed, ServiceUnavailable
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
 from jobpulse.progress.store import REDIS_ERRORS
@@ -26,7 +32,7 @@ from jobpulse.states import RESULT_STATES, JobKind, State
 from jobpulse.worker.app import TASKS
 from jobpulse.worker.context import WorkerContext, worker_context
 
-__all__ = ["JobHandler", "Outcome", "input_path", "register_task", "run_job"]
+__all__ = ["HandOff", "JobHandler", "Outcome", "Requeue", "input_path", "register_task", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,30 @@ class Outcome:
     message: str | None = None
     error_reason: str | None = None
     columns: dict[str, Any] = field(default_factory=dict)  # other columns of the kind's own table
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A message a hand-off sends: run task ``task`` for the job on ``queue``, ``countdown`` seconds on."""
+
+    task: str
+    queue: str
+    countdown: float = 0.0
+
+
+class HandOff(Exception):
+    """Raised by a handler to give the job up to other workers: the job moves to ``state`` (an active
+    state, e.g. FALLBACK_TO_GPU) with ``message`` shown in its progress, then ``messages`` are sent."""
+
+    def __init__(
+        self, state: State, messages: Sequence[Requeue], *, message: str, stage: str | None = None
+    ) -> None:
+        assert not state.terminal
+        super().__init__(message)
+        self.state = state
+        self.messages = tuple(messages)
+        self.message = message
+        self.stage = stage
 
 
 R_contra = TypeVar("R_contra", bound=Tracked, contravariant=True)
@@ -80,7 +110,9 @@ def run_job(
     """Run job ``job_id`` (a row of ``records``) to its end; returns the terminal state this run
     recorded, if any.
 
-    Raises :class:`LeaseTaken` when another worker runs the job right now (the task retries later).
+    Raises :class:`LeaseTaken` when another worker runs the job right now (the task retries later), and
+    re-raises a handler's :class:`HandOff` once its state is recorded and the lease released: the caller
+    sends its messages (:func:`register_task` does).
     """
     job = records.get(job_id)
     if job is None:
@@ -112,10 +144,16 @@ def _run_leased(
     try:
         reporter.transition(handler.running_state, stage="starting")
         outcome = handler.run(job, reporter, context)
+    except HandOff as handoff:
+        if _record_hand_off(records, job, reporter, handoff):
+            raise
+        return None
     except INFRASTRUCTURE_ERRORS:
         raise  # not the job's fault: the task retries it later (register_task)
     except BadInput as exc:
         outcome = Outcome(State.REJECTED_BAD_INPUT, error_reason=exc.message)
+    except JobFailed as exc:
+        outcome = Outcome(State.FAILED, error_reason=exc.message)
     except JobCancelled:
         outcome = Outcome(State.CANCELLED)
     except SoftTimeLimitExceeded:
@@ -125,6 +163,23 @@ def _run_leased(
         log.exception("job %s failed", job.id)
         outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
     return _finish(context, records, job, handler, reporter, outcome)
+
+
+def _record_hand_off(
+    records: RecordRepository[Any], job: Tracked, reporter: Reporter, handoff: HandOff
+) -> bool:
+    """Move the job to the hand-off's state, DB first; False when it ended meanwhile (its owner
+    cancelled it): then nothing is to be sent, and Redis mirrors the DB."""
+    if records.set_state(job.id, handoff.state):
+        try:
+            reporter.transition(handoff.state, stage=handoff.stage, message=handoff.message)
+        except JobCancelled:
+            return False
+        return True
+    current = records.get(job.id)
+    if current is not None and State(current.state).terminal:
+        reporter.finish(State(current.state), error_reason=current.error_reason)
+    return False
 
 
 def _finish(
@@ -166,9 +221,24 @@ def input_path(settings: Settings, job_id: str) -> Path:
     raise BadInput("The uploaded file is no longer available; please upload it again.")
 
 
-def register_task(app: Any, kind: JobKind, handler: JobHandler[Any]) -> None:
-    """Register the Celery task that runs ``handler`` for jobs of ``kind``."""
-    name, _queue = TASKS[kind]
+def _send(app: Any, job_id: str, messages: Sequence[Requeue]) -> None:
+    """Send a hand-off's messages, each with a short publish retry (the caller retries the delivery if
+    the broker still refuses)."""
+    for requeue in messages:
+        app.send_task(
+            requeue.task,
+            args=[job_id],
+            queue=requeue.queue,
+            countdown=requeue.countdown or None,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+        )
+
+
+def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: str | None = None) -> None:
+    """Register the Celery task that runs ``handler`` for jobs of ``kind``: under the kind's task name
+    (``TASKS``), or under ``name`` for another way of running the same kind (the OCR job's GPU attempt)."""
+    name = name or TASKS[kind][0]
 
     @app.task(name=name, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def job_task(task: Any, job_id: str) -> str | None:
@@ -182,6 +252,16 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler[Any]) -> None:
             delay = min(_MAX_RETRY_DELAY, 2 ** (task.request.retries + 1))
             log.warning("job %s: %r; retrying in %d s", job_id, exc, delay)
             raise task.retry(countdown=delay) from exc
+        except HandOff as handoff:
+            # Sent after the lease is released, so the next worker can take the job at once. If the
+            # broker refuses, this delivery is retried: the job is handed off again and re-sent.
+            try:
+                _send(task.app, job_id, handoff.messages)
+            except Exception as exc:  # kombu raises its own and the transport's errors
+                delay = min(_MAX_RETRY_DELAY, 2 ** (task.request.retries + 1))
+                log.warning("job %s: hand-off not sent (%r); retrying in %d s", job_id, exc, delay)
+                raise task.retry(countdown=delay) from exc
+            return handoff.state.value
         job = records.get(job_id)
         if job is None or State(job.state).terminal:
             shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)

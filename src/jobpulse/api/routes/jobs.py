@@ -1,58 +1,106 @@
-"""``/jobs/``: submit, list, read, cancel, and read the imported rows. Progress is Redis-only."""
+"""``/jobs/``: submit, list, read, cancel, review, and read the imported rows. Progress is Redis-only."""
 
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
-from jobpulse.api.lifecycle import cancel, queue_job
+from jobpulse.api.lifecycle import cancel, progress_of, queue_job
 from jobpulse.api.progress import JOB_KINDS
 from jobpulse.api.records import job_record, links
 from jobpulse.api.responses import json_response
 from jobpulse.api.uploads import receive_upload
 from jobpulse.db.models import Job
-from jobpulse.db.repository import NewJob
-from jobpulse.errors import InvalidOptions, InvalidRequest, NotFound
+from jobpulse.db.repository import NewJob, utcnow
+from jobpulse.errors import (
+    Conflict,
+    InvalidOptions,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from jobpulse.ids import is_job_id, new_job_id
+from jobpulse.ocr.options import parse_ocr_options
+from jobpulse.ocr.result import ReviewRequest, reviewed_result
+from jobpulse.options import parse_json_options
+from jobpulse.progress.record import ProgressUpdate
+from jobpulse.settings import Settings
 from jobpulse.spreadsheet.options import parse_options
-from jobpulse.states import JobKind
+from jobpulse.states import JobKind, State
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-_OPTION_PARSERS = {JobKind.SPREADSHEET_IMPORT: parse_options}
+# What each kind accepted here takes as options: (raw JSON or None, settings) -> validated model.
+_OPTION_PARSERS: dict[JobKind, Callable[[str | None, Settings], BaseModel]] = {
+    JobKind.SPREADSHEET_IMPORT: lambda raw, _settings: parse_options(raw),
+    JobKind.AI_INFERENCE: lambda raw, settings: parse_ocr_options(raw, settings.ocr_min_confidence),
+}
+
+
+def _max_upload_bytes(settings: Settings, kind: JobKind) -> int:
+    """The size limit of an upload of ``kind``."""
+    return settings.ocr_max_upload_bytes if kind is JobKind.AI_INFERENCE else settings.max_upload_bytes
+
+
+def _size(size: int) -> str:
+    """A limit in words, as the upload reader says it."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.0f} MB"
+    return f"{max(1, size // 1024)} KB"
 
 
 @router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
 async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> Response:
+    settings = services.settings
     job_id = new_job_id()
-    folder = services.settings.upload_dir / job_id
+    folder = settings.upload_dir / job_id
+    declared = request.headers.get("content-length", "")
+
+    def check_fields(fields: dict[str, str]) -> int | None:
+        """A form that names its kind before its file is refused before the file is streamed (a kind
+        that is not accepted, a declared length plainly over the kind's limit), and streamed under the
+        kind's own limit."""
+        if "kind" not in fields:
+            return None
+        limit = _max_upload_bytes(settings, _job_kind(fields))
+        if declared.isdigit() and int(declared) > limit + 256 * 1024:  # the form's other parts: small
+            raise PayloadTooLarge(f"The file is larger than the limit of {_size(limit)}.")
+        return limit
+
     upload = await receive_upload(
         request,
         folder,
-        max_file_bytes=services.settings.max_upload_bytes,
-        # A form that names its kind before its file is refused before the file is streamed.
-        check_fields=lambda fields: _job_kind(fields) if "kind" in fields else None,
+        # The larger of the kinds' limits while streaming (the kind may follow the file); the kind's own
+        # limit is checked below once the kind is known.
+        max_file_bytes=max(settings.max_upload_bytes, settings.ocr_max_upload_bytes),
+        check_fields=check_fields,
     )
     try:
         kind = _job_kind(upload.fields)
-        parser = _OPTION_PARSERS[kind]
         if upload.file is None:
             raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
         if upload.file.size_bytes == 0:
             raise InvalidRequest("The uploaded file is empty.", code="empty_file")
-        options = parser(upload.fields.get("options")).model_dump(mode="json", exclude_none=True)
+        limit = _max_upload_bytes(settings, kind)
+        if upload.file.size_bytes > limit:
+            raise PayloadTooLarge(f"The file is larger than the limit of {_size(limit)}.")
+        parsed = _OPTION_PARSERS[kind](upload.fields.get("options"), settings)
         new = NewJob(
             id=job_id,
             kind=kind.value,
             owner=owner,
-            options=options,
+            options=parsed.model_dump(mode="json", exclude_none=True),
             input_filename=upload.file.filename,
             input_size_bytes=upload.file.size_bytes,
             input_content_type=upload.file.content_type,
@@ -76,8 +124,9 @@ def _job_kind(fields: dict[str, str]) -> JobKind:
             f"Unknown job kind {name!r}; expected one of: {accepted}.", code="invalid_kind"
         ) from None
     if kind not in _OPTION_PARSERS:
+        where = " (videos go to POST /media/videos/)" if kind is JobKind.VIDEO else ""
         raise InvalidOptions(
-            f"Jobs of kind {kind.value!r} are not accepted yet; expected one of: {accepted}.",
+            f"Jobs of kind {kind.value!r} are not accepted here{where}; expected one of: {accepted}.",
             code="invalid_kind",
         )
     return kind
@@ -153,3 +202,61 @@ def get_rows(
 async def cancel_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
     job = await run_in_threadpool(_own_job, services, owner, job_id)
     return json_response(await cancel(services, job, JobKind(job.kind)), 202)
+
+
+@router.post(
+    "/{job_id}/review/",
+    summary="Resolve a REVIEW_REQUIRED job: approve (SUCCESS) or reject (REJECTED_BAD_INPUT)",
+)
+async def review_job(job_id: str, request: Request, services: ServicesDep, owner: Owner) -> Response:
+    """Answers 200 with the updated DB record (its ``result.review`` holds the decision and any corrected
+    text, beside the model's ``result.text``); 409 when the job is not REVIEW_REQUIRED."""
+    review = _review_request(await request.body())
+    job = await run_in_threadpool(_own_job, services, owner, job_id)
+    if job.state != State.REVIEW_REQUIRED.value:
+        raise Conflict(
+            f"Only a job in REVIEW_REQUIRED can be reviewed; this one is {job.state}.",
+            code="not_under_review",
+        )
+    result = reviewed_result(job.result, review, utcnow())
+    done = await run_in_threadpool(
+        services.jobs.review,
+        job.id,
+        owner=owner,
+        state=review.state,
+        result=result,
+        error_reason=review.error_reason,
+    )
+    if not done:  # another review (or nothing else: a review is the only way out) won the race
+        raise Conflict("The job was reviewed already.", code="not_under_review")
+    # The DB first, then Redis: a client that sees the new progress state finds it in the record too.
+    last: dict[str, Any] = {}
+    try:
+        last = await progress_of(services, job.id) or {}
+        update = ProgressUpdate(
+            review.state,
+            percent=100.0,
+            current=last.get("current"),
+            total=last.get("total"),
+            message="Approved on review" if review.decision == "approve" else "Rejected on review",
+            error_reason=review.error_reason,
+        )
+        await services.store.write(job.id, update, owner=owner, kind=job.kind)
+    except ServiceUnavailable:
+        # The DB has the decision, and the answer is the DB record. The progress record keeps saying
+        # REVIEW_REQUIRED (terminal: pollers stopped there) until it expires.
+        pass
+    reviewed = await run_in_threadpool(_own_job, services, owner, job.id)
+    return json_response(job_record(reviewed))
+
+
+def _review_request(raw: bytes) -> ReviewRequest:
+    """The review body: 400 when it is not JSON, 422 when its fields are wrong."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            'Send the review as JSON: {"decision": "approve" | "reject", "text": "optional correction"}.',
+            code="invalid_json",
+        ) from None
+    return parse_json_options(ReviewRequest, raw.decode("utf-8", "replace"), "review")

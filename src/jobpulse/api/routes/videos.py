@@ -1,0 +1,170 @@
+"""``/media/videos/``: upload, list, read, cancel, and download renditions. Progress is Redis-only."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response
+
+from jobpulse.api.deps import Owner, Services, ServicesDep
+from jobpulse.api.lifecycle import cancel, queue_job
+from jobpulse.api.progress import VIDEO_KINDS
+from jobpulse.api.records import links, video_record
+from jobpulse.api.responses import json_response
+from jobpulse.api.uploads import receive_upload
+from jobpulse.auth import bearer_token, check_url_signature, url_signature
+from jobpulse.db.models import Video
+from jobpulse.db.repository import NewJob
+from jobpulse.errors import InvalidRequest, NotFound
+from jobpulse.ids import is_job_id, new_job_id
+from jobpulse.media.files import media_folder
+from jobpulse.media.options import parse_video_options
+from jobpulse.states import JobKind, State
+
+__all__ = ["router"]
+
+BASE = "/media/videos"
+router = APIRouter(prefix=BASE, tags=["videos"])
+
+_CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
+
+
+@router.post("/", status_code=202, summary="Upload a video (multipart: file, optional options JSON)")
+async def upload_video(request: Request, services: ServicesDep, owner: Owner) -> Response:
+    video_id = new_job_id()
+    folder = services.settings.upload_dir / video_id
+    upload = await receive_upload(
+        request,
+        folder,
+        max_file_bytes=services.settings.video_max_upload_bytes,
+        # Options sent before the file are checked before the file is streamed.
+        check_fields=lambda fields: parse_video_options(fields.get("options")),
+    )
+    try:
+        if upload.file is None:
+            raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
+        if upload.file.size_bytes == 0:
+            raise InvalidRequest("The uploaded file is empty.", code="empty_file")
+        options = parse_video_options(upload.fields.get("options")).model_dump(mode="json", exclude_none=True)
+        new = NewJob(
+            id=video_id,
+            kind=JobKind.VIDEO.value,
+            owner=owner,
+            options=options,
+            input_filename=upload.file.filename,
+            input_size_bytes=upload.file.size_bytes,
+            input_content_type=upload.file.content_type,
+        )
+        body = await queue_job(services, new, JobKind.VIDEO)
+    except BaseException:  # a refused or failed upload leaves nothing on disk
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    body["links"] = links(BASE, video_id)
+    return json_response(body, 202, {"location": body["links"]["self"]})
+
+
+def _own_video(services: Services, owner: str, video_id: str) -> Video:
+    """The caller's video; 404 for anything else (missing, another owner's, a job's id)."""
+    video_id = video_id.lower()
+    video = services.videos.get(video_id, owner=owner) if is_job_id(video_id) else None
+    if video is None:
+        raise NotFound("No such video.")
+    return video
+
+
+def _linker(services: Services, video_id: str) -> Callable[[str], str]:
+    settings = services.settings
+    # Rounded to the hour, so the links (and the browser's cache of the files) stay the same for a while.
+    expires = (int(time.time()) // 3600 + 1) * 3600 + settings.video_link_ttl_seconds
+    secret = settings.require_secret_key()
+
+    def link(name: str) -> str:
+        path = f"{BASE}/{video_id}/files/{name}"
+        return f"{path}?expires={expires}&signature={url_signature(secret, path, expires)}"
+
+    return link
+
+
+@router.get("/", summary="The caller's videos, newest first")
+def list_videos(
+    services: ServicesDep,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    videos, next_cursor = services.videos.list_owned(owner, limit=limit, cursor=cursor)
+    items = [video_record(video, _linker(services, video.id)) for video in videos]
+    return json_response({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/{video_id}/", summary="The video's DB record, with download links once it is READY")
+def get_video(video_id: str, services: ServicesDep, owner: Owner) -> Response:
+    video = _own_video(services, owner, video_id)
+    return json_response(video_record(video, _linker(services, video.id)))
+
+
+@router.get(
+    "/{video_id}/progress/",
+    summary="Live progress, from Redis only (no SQL); UNKNOWN when there is no record",
+)
+async def get_progress(
+    video_id: str,
+    request: Request,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    # Normally answered by ProgressLayer before FastAPI (as for jobs); the same endpoint answers here.
+    services: Services = request.app.state.services
+    reply = await services.progress.reply(
+        video_id.lower(),
+        request.headers.get("authorization", "").encode() or None,
+        if_none_match.encode() if if_none_match else None,
+        VIDEO_KINDS,
+    )
+    return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
+
+
+@router.post("/{video_id}/cancel/", status_code=202, summary="Cancel a video; 409 if it already ended")
+async def cancel_video(video_id: str, services: ServicesDep, owner: Owner) -> Response:
+    video = await run_in_threadpool(_own_video, services, owner, video_id)
+    return json_response(await cancel(services, video, JobKind.VIDEO), 202)
+
+
+@router.head("/{video_id}/files/{name}", include_in_schema=False)
+@router.get(
+    "/{video_id}/files/{name}",
+    summary="A rendition or the thumbnail of a READY video, with HTTP Range (bearer token or signed link)",
+)
+def get_file(
+    video_id: str,
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    expires: str | None = None,
+    signature: str | None = None,
+) -> Response:
+    video_id = video_id.lower()
+    if signature is not None:
+        secret = services.settings.require_secret_key()
+        check_url_signature(secret, f"{BASE}/{video_id}/files/{name}", expires or "", signature)
+        video = services.videos.get(video_id) if is_job_id(video_id) else None
+    else:
+        owner = services.verifier.owner(bearer_token(request.headers.get("authorization")))
+        video = services.videos.get(video_id, owner=owner) if is_job_id(video_id) else None
+    if video is None or video.state != State.READY.value:
+        raise NotFound("No such video, or it is not ready.")
+    files = {rendition["file"] for rendition in video.renditions or []} | {video.thumbnail}
+    if name not in files:
+        raise NotFound("The video has no such file.", code="no_such_file")
+    path = media_folder(services.settings, video.id) / name
+    if not path.is_file():
+        raise NotFound("The file is no longer available.", code="no_such_file")
+    return FileResponse(
+        path,
+        media_type=_CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+        headers={"cache-control": "private, max-age=3600"},
+    )

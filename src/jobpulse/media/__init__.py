@@ -1,0 +1,1 @@
+"""Video processing with ffmpeg: probing, planning renditions, and running ffmpeg with live progress."""
