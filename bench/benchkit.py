@@ -199,11 +199,22 @@ def worker(
         if profile is None:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-        for pid in _descendants(process.pid):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Again and again: Celery's main process replaces a pool child killed before it (a race seen
+        # once, leaving py-spy waiting on the new child).
+        deadline = time.monotonic() + 15
+        while process.poll() is None and time.monotonic() < deadline:
+            for pid in _descendants(process.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(0.5)
+        if process.poll() is None and profile is not None:
+            # py-spy itself hangs now and then once its target is gone: Ctrl-C makes it write its file.
+            process.send_signal(signal.SIGINT)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(20)
         try:
-            process.wait(60)
+            process.wait(10)
         finally:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # anything left of the group
