@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -209,3 +211,28 @@ def test_an_ffmpeg_error_carries_its_words_for_the_log(tmp_path: Path) -> None:
     with pytest.raises(FFmpegError) as caught:
         run_ffmpeg(command, lambda _block: None, stall_seconds=9)
     assert caught.value.returncode > 0 and caught.value.stderr
+
+
+def test_ffmpeg_dies_with_a_worker_killed_outright(clip: Path, tmp_path: Path) -> None:
+    """SIGKILL leaves no ``finally`` to run: the parent-death signal takes ffmpeg down with the worker."""
+    rendition = plan_renditions(["240p"], 320, 240)[0]
+    command = transcode_command("ffmpeg", clip, tmp_path / "out.mp4", rendition, "veryslow")
+    command[command.index("-i") : command.index("-i")] = ["-re"]  # slow: it is still running when killed
+    script = (
+        "import sys, json; from jobpulse.media.ffmpeg import run_ffmpeg; "
+        "run_ffmpeg(json.loads(sys.argv[1]), lambda block: None, stall_seconds=60)"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script, json.dumps(command)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (found := [p for p in psutil.Process(worker.pid).children() if p.name() == "ffmpeg"]):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        ffmpeg = found[0]
+        worker.kill()
+        worker.wait()
+        ffmpeg.wait(timeout=5)  # raises if ffmpeg outlives its worker
+        assert not ffmpeg.is_running()
+    finally:
+        if worker.poll() is None:
+            worker.kill()

@@ -2,15 +2,20 @@
 
 The runner starts ffmpeg in its own process group and kills the whole group when anything stops it (a
 cancel raised by the progress callback, a stall, a time limit, a worker shutdown), so no ffmpeg outlives
-its job. ffmpeg's stderr goes to the worker's log, never to the user.
+its job. Where util-linux's ``setpriv`` is on PATH (every Debian and Ubuntu), ffmpeg also gets the
+parent-death signal: if the worker process is killed outright (SIGKILL, the OOM killer), before any
+``finally`` can run, the kernel kills its ffmpeg too. ffmpeg's stderr goes to the worker's log, never to
+the user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -101,6 +106,14 @@ def _parse_microseconds(value: str | None) -> int:
         return 0
 
 
+@functools.cache
+def _orphan_guard() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL --``: the command prefix that makes the kernel kill ffmpeg when the
+    worker process dies (it execs ffmpeg in place, so the pid, the group and the name stay ffmpeg's)."""
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+
+
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -124,7 +137,7 @@ def run_ffmpeg(
     with (
         tempfile.TemporaryFile() as stderr,
         subprocess.Popen(
-            argv,
+            [*_orphan_guard(), *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
