@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.requests import Request
+from starlette.responses import Response
 
 from jobpulse.api.errors import error_reply
 from jobpulse.api.metrics import Metrics
@@ -83,6 +85,19 @@ class ProgressEndpoint:
             return Reply(304, [(b"etag", etag), (b"cache-control", b"private, no-cache")], b"")
         body = render_progress(job_id, raw, int(time.time() * 1000), self.policy)
         return Reply(200, [*_COMMON, (b"etag", etag)], body)
+
+    async def response(self, request: Request, job_id: str, kinds: frozenset[bytes]) -> Response:
+        """The same answer for FastAPI's progress routes, which serve it when the layer is not in front
+        (they exist mostly to document the routes in OpenAPI)."""
+        authorization = request.headers.get("authorization")
+        if_none_match = request.headers.get("if-none-match")
+        reply = await self.reply(
+            job_id.lower(),
+            authorization.encode() if authorization else None,
+            if_none_match.encode() if if_none_match else None,
+            kinds,
+        )
+        return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
 
     async def batch(self, owner: str, job_ids: list[str]) -> bytes:
         """``{"items": {id: progress}}`` for many ids of any kind, from one Redis round trip.

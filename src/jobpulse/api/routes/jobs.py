@@ -167,16 +167,9 @@ async def get_progress(
     request: Request,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    # Normally answered by ProgressLayer before FastAPI; this route documents it and serves it if the
-    # layer is not in front (the same endpoint object answers either way).
+    # Normally answered by ProgressLayer before FastAPI; the same endpoint object answers either way.
     services: Services = request.app.state.services
-    reply = await services.progress.reply(
-        job_id.lower(),
-        request.headers.get("authorization", "").encode() or None,
-        if_none_match.encode() if if_none_match else None,
-        JOB_KINDS,
-    )
-    return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
+    return await services.progress.response(request, job_id, JOB_KINDS)
 
 
 @router.get("/{job_id}/rows/", summary="The rows a spreadsheet job imported, in file order")

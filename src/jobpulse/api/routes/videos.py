@@ -119,13 +119,7 @@ async def get_progress(
 ) -> Response:
     # Normally answered by ProgressLayer before FastAPI (as for jobs); the same endpoint answers here.
     services: Services = request.app.state.services
-    reply = await services.progress.reply(
-        video_id.lower(),
-        request.headers.get("authorization", "").encode() or None,
-        if_none_match.encode() if if_none_match else None,
-        VIDEO_KINDS,
-    )
-    return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
+    return await services.progress.response(request, video_id, VIDEO_KINDS)
 
 
 @router.post("/{video_id}/cancel/", status_code=202, summary="Cancel a video; 409 if it already ended")
