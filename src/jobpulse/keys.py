@@ -5,6 +5,11 @@ The keyspace at a glance (``P`` is ``Settings.key_prefix``, ``jp:`` by default):
     P p:{id}        hash   the progress record of job or video {id}; TTL active / terminal
     P ev:{id}       channel  each accepted progress write is PUBLISHed here (for push clients)
     P lock:{id}     string the lease of the worker running {id}; TTL job_lock_seconds
+    P rate:{owner}  string submissions of {owner} in the current minute; TTL the rest of that minute
+    P reaper:lock   string held by the worker whose reaper runs this pass; TTL reaper_interval_seconds
+    P reaper:lost   hash   {id} -> when the reaper first found a running job without a lease (ms)
+    P prune:lock    string held by the worker that prunes this period; TTL prune_interval_seconds
+    P epoch         string written once; its absence means Redis lost its data (restart, flush)
     (Celery's own keys: the broker queues, "unacked" and friends, under their own names)
 """
 
@@ -46,3 +51,27 @@ class Keyspace:
     def lock(self, job_id: str) -> str:
         """The running worker's lease on the job."""
         return f"{self.prefix}lock:{job_id}"
+
+    def rate(self, owner: str) -> str:
+        """The owner's submission counter of the current window."""
+        return f"{self.prefix}rate:{owner}"
+
+    @property
+    def reaper_lock(self) -> str:
+        """Held by the one worker whose reaper runs a pass."""
+        return f"{self.prefix}reaper:lock"
+
+    @property
+    def reaper_lost(self) -> str:
+        """Running jobs found without a lease, and since when."""
+        return f"{self.prefix}reaper:lost"
+
+    @property
+    def prune_lock(self) -> str:
+        """Held by the one worker that runs retention this period."""
+        return f"{self.prefix}prune:lock"
+
+    @property
+    def epoch(self) -> str:
+        """A marker that only data loss removes: then queued messages may be gone too."""
+        return f"{self.prefix}epoch"

@@ -6,6 +6,7 @@ under their plain names, as deployers expect. Nothing here runs at import time.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Self
@@ -16,9 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobpulse.errors import ConfigurationError
 from jobpulse.media.renditions import LADDER
 
-__all__ = ["Settings"]
+__all__ = ["MIN_SECRET_BYTES", "Settings", "private_dir"]
 
 _SECRET_FILE = "secret_key"  # noqa: S105 (a file name)
+# HS256 wants a key at least as long as its hash (RFC 7518 3.2): 256 bits, 32 bytes.
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -58,6 +61,14 @@ class Settings(BaseSettings):
     spreadsheet_max_rows: int = Field(1_000_000, gt=0)
     spreadsheet_max_errors: int = Field(100, ge=0)  # errors kept in the result; all are counted
     spreadsheet_batch_rows: int = Field(2000, gt=0)
+    spreadsheet_max_columns: int = Field(1000, gt=0)  # checked before the sheet is loaded
+    spreadsheet_max_cells: int = Field(20_000_000, gt=0)  # rows x columns of the sheet's used area
+
+    # Request limits (the API; docs/operations.md: "Limits").
+    max_json_body_bytes: int = Field(1024 * 1024, gt=0)  # any JSON body (batch, review, JSON jobs)
+    max_form_fields: int = Field(16, gt=0)  # plain fields of an upload form, besides the file
+    max_form_field_bytes: int = Field(64 * 1024, gt=0)  # each plain field of an upload form
+    submit_rate_per_minute: int = Field(120, ge=0)  # submissions per owner per minute; 0: no limit
 
     # Videos (docs/operations.md: "Video processing").
     video_max_upload_bytes: int = Field(2 * 1024**3, gt=0)
@@ -89,6 +100,13 @@ class Settings(BaseSettings):
     job_lock_seconds: int = Field(60, gt=0)  # a running job's lease, renewed every third of it
     worker_concurrency: int | None = Field(None, gt=0)
     publish_timeout_seconds: float = Field(2.0, gt=0)
+    job_max_attempts: int = Field(3, gt=0)  # starts of one job (a worker died under it) before FAILED
+    finish_retry_seconds: float = Field(30.0, ge=0)  # how long a terminal progress write is retried
+
+    # The reaper and retention (docs/operations.md: "What survives which fault").
+    reaper_interval_seconds: float = Field(30.0, gt=0)  # how often a worker looks for lost jobs
+    retention_days: float = Field(30.0, ge=0)  # terminal jobs, their rows and files; 0: kept forever
+    prune_interval_seconds: float = Field(3600.0, gt=0)  # how often retention runs in the workers
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -137,25 +155,52 @@ class Settings(BaseSettings):
         return self.redis_url
 
     def require_secret_key(self) -> str:
-        """JOBPULSE_SECRET_KEY; in embedded mode, else the key `jobpulse up` generated; else an error."""
+        """JOBPULSE_SECRET_KEY; in embedded mode, else the key `jobpulse up` generated; else an error.
+
+        A key shorter than :data:`MIN_SECRET_BYTES` is refused: anyone could guess it and mint tokens.
+        """
         if self.secret_key:
-            return self.secret_key
-        path = self.data_dir / _SECRET_FILE
-        if self.embedded and path.is_file():
-            return path.read_text().strip()
-        raise ConfigurationError(
-            "JOBPULSE_SECRET_KEY is not set; a deployment must set it (tokens are signed with it)"
-        )
+            key = self.secret_key
+        else:
+            path = self.data_dir / _SECRET_FILE
+            if not (self.embedded and path.is_file()):
+                raise ConfigurationError(
+                    "JOBPULSE_SECRET_KEY is not set; a deployment must set it (tokens are signed with it)"
+                )
+            key = path.read_text().strip()
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"JOBPULSE_SECRET_KEY is too short: use at least {MIN_SECRET_BYTES} random bytes "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return key
 
     def ensure_secret_key(self) -> str:
-        """The secret key; in embedded mode one is generated once into the data dir."""
+        """The secret key; in embedded mode one is generated once into the data dir.
+
+        The file is created private (0600) in one step, never written first and restricted after.
+        """
         try:
             return self.require_secret_key()
         except ConfigurationError:
-            if not self.embedded:
+            if not self.embedded or self.secret_key:
                 raise
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         path = self.data_dir / _SECRET_FILE
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-        return path.read_text().strip()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(path, flags, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        return self.require_secret_key()
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) readable by this user only (0700), and make it so if it exists.
+
+    The data dir holds every tenant's uploads, renditions and, in embedded mode, the database and the
+    secret key: no other local user may read it.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path

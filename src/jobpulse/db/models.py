@@ -31,7 +31,8 @@ class Tracked:
     input_filename: Mapped[str] = mapped_column(String(255))
     input_size_bytes: Mapped[int] = mapped_column(BigInteger)
     input_content_type: Mapped[str | None] = mapped_column(String(255))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts by a worker, counted by start()
+    retry_of: Mapped[str | None] = mapped_column(String(36))  # the FAILED job this one retries
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -45,7 +46,11 @@ class Job(Tracked, Base):
     kind: Mapped[str] = mapped_column(String(32))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the kind's own shape
 
-    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_state", "state"),
+        Index("ix_jobs_finished", "finished_at"),
+    )
 
 
 class Video(Tracked, Base):
@@ -65,7 +70,11 @@ class Video(Tracked, Base):
     renditions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     thumbnail: Mapped[str | None] = mapped_column(String(255))  # its file name, under the video's folder
 
-    __table_args__ = (Index("ix_videos_owner_created", "owner", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_videos_owner_created", "owner", "created_at", "id"),
+        Index("ix_videos_state", "state"),
+        Index("ix_videos_finished", "finished_at"),
+    )
 
 
 class ImportRow(Base):

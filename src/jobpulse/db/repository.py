@@ -54,6 +54,7 @@ class NewJob:
     input_filename: str
     input_size_bytes: int
     input_content_type: str | None
+    retry_of: str | None = None  # the FAILED job this one retries
 
 
 R = TypeVar("R", bound=Tracked)
@@ -99,6 +100,7 @@ class RecordRepository(Generic[R]):
             input_size_bytes=new.input_size_bytes,
             input_content_type=new.input_content_type,
             attempts=0,
+            retry_of=new.retry_of,
             created_at=utcnow(),
         )
         return record
@@ -138,25 +140,57 @@ class RecordRepository(Generic[R]):
         return records[:limit], next_cursor
 
     def delete(self, record_id: str) -> None:
-        """Remove a record that could not be queued."""
+        """Remove a record (one that could not be queued, or one its owner deleted)."""
         model: Any = self.model
         with self.session() as session, session.begin():
             session.execute(delete(self.model).where(model.id == record_id))
 
-    def start(self, record_id: str, state: State) -> bool:
-        """Move an active record to ``state`` (RUNNING or PROCESSING), counting the attempt.
+    def start(self, record_id: str, state: State) -> int | None:
+        """Move an active record to ``state`` (RUNNING or PROCESSING), counting the attempt; returns the
+        attempt's number (1 for the first start).
 
-        False when it is already terminal (cancelled while queued, or a duplicate delivery).
+        None when it is already terminal (cancelled while queued, or a duplicate delivery).
         """
         now = utcnow()
         with self.session() as session, session.begin():
             record = session.get(self.model, record_id, with_for_update=True)
             if record is None or record.state not in _ACTIVE:
-                return False
+                return None
             record.state = state.value
             record.attempts += 1
             record.started_at = record.started_at or now
-        return True
+            return record.attempts
+
+    def active(self, *, limit: int = 10_000) -> list[R]:
+        """Records that are not terminal (queued, running, or waiting for another queue), oldest first."""
+        model: Any = self.model
+        query = select(self.model).where(model.state.in_(_ACTIVE)).order_by(model.created_at).limit(limit)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def finished_since(self, since: datetime, *, limit: int = 10_000) -> list[R]:
+        """Terminal records that ended at or after ``since``, oldest first."""
+        model: Any = self.model
+        query = (
+            select(self.model)
+            .where(model.finished_at >= since, model.state.in_(_TERMINAL))
+            .order_by(model.finished_at)
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def expired(self, before: datetime, *, limit: int = 1000) -> list[R]:
+        """Terminal records that ended before ``before`` (what retention removes), oldest first."""
+        model: Any = self.model
+        query = (
+            select(self.model)
+            .where(model.finished_at < before, model.state.in_(_TERMINAL))
+            .order_by(model.finished_at)
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.scalars(query))
 
     def set_state(self, record_id: str, state: State, **columns: Any) -> bool:
         """Record a non-terminal transition (e.g. FALLBACK_TO_GPU), or write ``columns`` of an active
@@ -205,6 +239,12 @@ class JobRepository(RecordRepository[Job]):
         job = super()._new(new)
         job.kind = new.kind
         return job
+
+    def delete(self, record_id: str) -> None:
+        """Remove a job and its imported rows."""
+        with self.session() as session, session.begin():
+            session.execute(delete(ImportRow).where(ImportRow.job_id == record_id))
+            session.execute(delete(Job).where(Job.id == record_id))
 
     def delete_rows(self, job_id: str) -> None:
         """Forget the rows of an earlier, interrupted attempt (or of a cancelled import)."""
