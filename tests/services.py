@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,27 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from jobpulse.embedded import RedisCommand, free_port
+from jobpulse.db.engine import create_db_engine
+from jobpulse.embedded import RedisServer, free_port
 
-
-class RedisServer:
-    """A throwaway ``redis-server`` (jobpulse's embedded one, without persistence) with Redis's default
-    data structure settings; it can be stopped and started again mid-test."""
-
-    def __init__(self, folder: Path) -> None:
-        self.command = RedisCommand(folder, persistent=False)
-        self.url = self.command.url
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command.argv, stdout=subprocess.DEVNULL)
-        self.command.wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
+__all__ = ["ApiServer", "PostgresServer", "RedisServer", "Worker", "service_env", "stop_group"]
 
 
 def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -69,6 +53,8 @@ class Worker:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the worker and wait until it is ready (again, after :meth:`kill`: the log is appended to)."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -81,7 +67,7 @@ class Worker:
                 start_new_session=True,
             )
         deadline = time.monotonic() + 30
-        while b"ready." not in self.log.read_bytes():
+        while b"ready." not in self.log.read_bytes()[offset:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("worker did not start:\n" + self.log.read_text()[-3000:])
             time.sleep(0.05)
@@ -89,6 +75,13 @@ class Worker:
     def stop(self) -> None:
         stop_group(self.process)
         self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker at once (its main process and pool children), as a crash would."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
 
 
 class ApiServer:
@@ -133,3 +126,35 @@ class ApiServer:
     def stop(self) -> None:
         stop_group(self.process)
         self.process = None
+
+
+class PostgresServer:
+    """The PostgreSQL cluster behind a ``postgresql://`` URL (one ``scripts/postgres.sh`` started), which a
+    test may stop and start again. Found by asking the server (the URL's user is a superuser there)."""
+
+    def __init__(self, url: str) -> None:
+        engine = create_db_engine(url)
+        try:
+            with engine.connect() as connection:
+                self.data_dir = Path(str(connection.exec_driver_sql("SHOW data_directory").scalar()))
+        finally:
+            engine.dispose()
+        # postmaster.opts holds the command line the server was started with: start it the same way.
+        argv = shlex.split((self.data_dir / "postmaster.opts").read_text())
+        self.bin_dir = Path(argv[0]).parent
+        options = [arg for i, arg in enumerate(argv[1:], 1) if arg != "-D" and argv[i - 1] != "-D"]
+        self.options = shlex.join(options)
+        self.log = self.data_dir.parent / "server.log"
+
+    def _pg_ctl(self, *args: str) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        command = [*as_postgres, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", *args]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=60)
+
+    def stop(self) -> None:
+        """Stop the server now: sessions are ended, their transactions rolled back (``-m fast``)."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start it again with its original options; returns once it accepts connections."""
+        self._pg_ctl("-l", str(self.log), "-o", self.options, "start")

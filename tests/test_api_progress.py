@@ -109,17 +109,17 @@ async def test_progress_runs_zero_sql(
 
 
 async def test_db_record_matches_and_other_owner_gets_404(
-    client: httpx.AsyncClient, auth: dict[str, str]
+    idle_client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    job_id = (await submit_csv(client, auth)).json()["id"]
-    record = (await client.get(f"/jobs/{job_id}/", headers=auth)).json()
+    job_id = (await submit_csv(idle_client, auth)).json()["id"]  # no worker takes it: it stays PENDING
+    record = (await idle_client.get(f"/jobs/{job_id}/", headers=auth)).json()
     assert record["state"] == "PENDING"
     assert record["input"] == {"filename": "people.csv", "size_bytes": len(CSV), "content_type": "text/csv"}
     stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
-    response = await client.get(f"/jobs/{job_id}/", headers=stranger)
+    response = await idle_client.get(f"/jobs/{job_id}/", headers=stranger)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
-    assert (await client.get("/jobs/nope/", headers=auth)).status_code == 404
+    assert (await idle_client.get("/jobs/nope/", headers=auth)).status_code == 404
 
 
 async def test_the_documented_fastapi_route_answers_like_the_layer(

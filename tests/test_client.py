@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from jobpulse.auth import mint_token
 from jobpulse.client import AsyncClient, Client, Polling
+from jobpulse.client.cli import EXIT_ERROR, EXIT_NOT_FOUND
+from jobpulse.db.engine import create_db_engine
+from jobpulse.db.repository import JobRepository
 from jobpulse.errors import AuthenticationError, Conflict, DeadlineExceeded, InvalidOptions, NotFound
 from jobpulse.keys import Keyspace
 from jobpulse.settings import Settings
 from jobpulse.states import State
 from tests.conftest import SECRET
 from tests.jobs import CSV
-from tests.services import ApiServer
+from tests.services import ApiServer, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -139,3 +146,76 @@ async def test_the_async_client_behaves_the_same(api_server: ApiServer, token: s
             await client.wait(str(uuid.uuid4()), timeout=30)
         with pytest.raises(Conflict):
             await client.cancel(job.id)
+
+
+@pytest.fixture
+def failed_job(
+    idle_client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> Callable[[], Awaitable[str]]:
+    """Make a FAILED job of the caller's whose input is kept (queued where no worker listens, then
+    ended FAILED in the database as a worker would)."""
+
+    async def make() -> str:
+        files = {"file": ("people.csv", CSV, "text/csv")}
+        response = await idle_client.post(
+            "/jobs/", headers=auth, data={"kind": "spreadsheet_import"}, files=files
+        )
+        job_id: str = response.json()["id"]
+        engine = create_db_engine(settings.resolved_database_url)
+        try:
+            assert JobRepository(engine).finish(job_id, State.FAILED, error_reason="It broke.")
+        finally:
+            engine.dispose()
+        return job_id
+
+    return make
+
+
+async def test_delete_and_retry(
+    sdk: Client, failed_job: Callable[[], Awaitable[str]], api_server: ApiServer, token: str
+) -> None:
+    failed = await failed_job()
+    retried = sdk.retry(failed)
+    assert retried.id != failed and retried.state is State.PENDING
+    assert sdk.wait(retried.id, timeout=60).state is State.SUCCESS
+    assert sdk.record(retried.id)["retry_of"] == failed
+    with pytest.raises(Conflict, match="FAILED"):
+        sdk.retry(retried.id)
+    sdk.delete(retried.id)
+    with pytest.raises(NotFound):
+        sdk.record(retried.id)
+    assert sdk.progress(retried.id).state is State.UNKNOWN
+    with pytest.raises(NotFound):
+        sdk.delete(retried.id)
+
+    async with AsyncClient(api_server.url, token=token, polling=FAST) as client:
+        again = await client.retry(failed)
+        assert (await client.record(again.id))["retry_of"] == failed
+        await client.delete(failed)
+        with pytest.raises(NotFound):
+            await client.retry(failed)
+        with pytest.raises(NotFound):
+            await client.delete(failed)
+        await client.delete(again.id)
+        assert (await client.progress(again.id)).state is State.UNKNOWN
+
+
+async def test_delete_and_retry_from_the_shell(
+    sdk: Client, failed_job: Callable[[], Awaitable[str]], api_server: ApiServer, token: str
+) -> None:
+    failed = await failed_job()
+    env = service_env({"JOBPULSE_URL": api_server.url, "JOBPULSE_TOKEN": token})
+
+    def jobpulse(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jobpulse", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    retried = jobpulse("retry", failed, "--watch")
+    assert retried.returncode == 0, retried.stderr
+    new_id = retried.stdout.splitlines()[0]
+    assert sdk.record(new_id)["retry_of"] == failed and retried.stdout.splitlines()[-1].startswith("SUCCESS")
+    refused = jobpulse("retry", new_id)
+    assert refused.returncode == EXIT_ERROR and "FAILED" in refused.stderr
+    deleted = jobpulse("delete", failed, "--json")
+    assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"id": failed, "deleted": True}
+    assert jobpulse("delete", failed).returncode == EXIT_NOT_FOUND

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,10 +16,13 @@ import pytest
 
 from jobpulse.auth import check_url_signature, url_signature
 from jobpulse.errors import AuthenticationError, BadInput, InvalidOptions, JobCancelled, JobFailed
+from jobpulse.media.containers import ACCEPTED_DEMUXERS, is_accepted, refused_demuxer
 from jobpulse.media.ffmpeg import FFmpegError, FFmpegProgress, run_ffmpeg, transcode_command
+from jobpulse.media.files import fresh_media_folder, private_file
 from jobpulse.media.options import parse_video_options
-from jobpulse.media.probe import ProbeLimits, parse_probe
+from jobpulse.media.probe import ProbeLimits, parse_probe, probe_video
 from jobpulse.media.renditions import plan_renditions
+from jobpulse.settings import Settings
 
 LIMITS = ProbeLimits(
     min_duration_seconds=0.5, max_duration_seconds=4 * 3600, max_dimension=4096, max_bytes=10**9
@@ -66,12 +70,87 @@ def test_a_good_probe_gives_the_video_as_shown() -> None:
         (probe(video(7680, 4320)), 10, "resolution (7680x4320) is over the limit of 4096x4096"),
         (probe(video(0, 0)), 10, "not a video we can read"),
         (probe(video()), 2 * 10**9, "larger than the limit of 953 MB"),
+        (probe(video(), container="hls"), 10, "a playlist or a format jobpulse does not accept"),
+        (probe(video(), container="concat"), 10, "a playlist or a format jobpulse does not accept"),
+        (probe(video(), container="rawvideo"), 10, "a playlist or a format jobpulse does not accept"),
     ],
 )
 def test_bad_probes_are_rejected_in_plain_words(data: dict[str, Any], size: int, reason: str) -> None:
     with pytest.raises(BadInput) as caught:
         parse_probe(data, size, LIMITS)
     assert reason in caught.value.message
+
+
+def test_the_accepted_containers_are_exactly_the_demuxers_ffmpeg_names() -> None:
+    """FFmpeg matches ``-format_whitelist`` name by name (``av_match_list``); so does ``is_accepted``. Of
+    every demuxer this FFmpeg has, only the listed ones match: none gets in through a shared name."""
+    listing = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-demuxers"], capture_output=True, text=True, check=True
+    ).stdout
+    demuxers = [line.split()[1] for line in listing.splitlines() if line.startswith(" D")]
+    assert len(demuxers) > 100
+    assert sorted(d for d in demuxers if is_accepted(d)) == sorted(ACCEPTED_DEMUXERS)
+    for follower in ("hls", "dash", "concat", "image2", "tty", "vobsub", "mpegtsraw", "asf_o"):
+        assert follower in demuxers or follower == "dash"
+        assert not is_accepted(follower)
+
+
+def test_movs_external_references_stay_off() -> None:
+    """mov is the one accepted demuxer that can open other files (``enable_drefs``): it must default off,
+    as jobpulse cannot pass ``-enable_drefs 0`` (ffmpeg refuses an option the chosen demuxer lacks)."""
+    help_text = subprocess.run(
+        ["ffprobe", "-hide_banner", "-h", "demuxer=mov"], capture_output=True, text=True, check=True
+    ).stdout
+    option = next(line for line in help_text.splitlines() if line.strip().startswith("-enable_drefs"))
+    assert "(default false)" in option
+
+
+@pytest.mark.parametrize(
+    ("make", "filename", "reason"),
+    [
+        (("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1"), "photo.png", "still image"),
+        (
+            ("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", "-f", "image2"),
+            "p.mp4",
+            "still image",
+        ),
+        (("-f", "lavfi", "-i", "sine=duration=1"), "song.mp3", "sound but no picture"),
+        (("-f", "lavfi", "-i", "testsrc=duration=1", "-f", "rawvideo"), "raw.yuv", "does not accept"),
+    ],
+)
+def test_a_format_off_the_whitelist_is_named_plainly(
+    tmp_path: Path, make: tuple[str, ...], filename: str, reason: str
+) -> None:
+    path = tmp_path / filename
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *make, str(path)], check=True)
+    with pytest.raises(BadInput) as caught:
+        probe_video("ffprobe", path, LIMITS, timeout=10)
+    assert reason in caught.value.message
+    assert refused_demuxer("[hls @ 0x55d0c0ffee00] Format not on whitelist 'avi'") == "hls"
+    assert refused_demuxer("moov atom not found") is None
+
+
+def test_outputs_are_private_whatever_the_umask(tmp_path: Path, clip: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", secret_key="s" * 40)
+    previous = os.umask(0)
+    try:
+        folder = fresh_media_folder(settings, "abc")
+        (folder / "stale.mp4").write_bytes(b"from an earlier attempt")
+        folder = fresh_media_folder(settings, "abc")
+        assert list(folder.iterdir()) == []
+        rendition = plan_renditions(["240p"], 320, 240)[0]
+        target = folder / rendition.file_name
+        run_ffmpeg(
+            transcode_command("ffmpeg", clip, target, rendition, "ultrafast"),
+            lambda _b: None,
+            stall_seconds=30,
+        )
+        assert stat.S_IMODE(target.stat().st_mode) == 0o666  # what ffmpeg leaves under umask 0
+        private_file(target)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(settings.media_dir.stat().st_mode) == 0o700
 
 
 def test_the_plan_never_upscales_and_keeps_the_aspect_ratio() -> None:

@@ -1,10 +1,12 @@
-"""The worker's reporter: coalesced writes, state changes and the final write always go through,
-cancellation is seen at the next write."""
+"""The worker's reporter: coalesced writes, state changes and the final write always go through (the
+final one retried through a Redis blip), cancellation is seen at the next write."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -12,10 +14,11 @@ import redis
 from jobpulse.errors import JobCancelled
 from jobpulse.keys import Keyspace
 from jobpulse.progress.record import ProgressUpdate
-from jobpulse.progress.reporter import Reporter
-from jobpulse.progress.store import ProgressStore
+from jobpulse.progress.reporter import Reporter, finish_backoff
+from jobpulse.progress.store import ProgressStore, WriteResult
 from jobpulse.settings import Settings
 from jobpulse.states import State
+from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +99,80 @@ def test_an_explicit_percent_and_eta_stay_until_replaced(store: ProgressStore) -
     store.write(job, ProgressUpdate(State.CANCELLED), owner="bob", kind="spreadsheet_import")
     with pytest.raises(JobCancelled):
         reporter.update()
+
+
+class CountingStore(ProgressStore):
+    """The real store, counting the writes tried (so a test sees the first one fail)."""
+
+    tried = 0
+
+    def write(self, job_id: str, update: ProgressUpdate, **kwargs: Any) -> WriteResult:
+        self.tried += 1
+        return super().write(job_id, update, **kwargs)
+
+
+@pytest.mark.timeout(30)
+def test_the_final_write_is_retried_through_a_redis_blip(settings: Settings, own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    store = CountingStore(client, Keyspace.from_settings(settings))
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job)
+    reporter.transition(State.RUNNING)
+    results: list[WriteResult | None] = []
+    own_redis.stop()
+    try:
+        retrying = Reporter(
+            store, job, owner="bob", kind="spreadsheet_import", state=State.RUNNING, finish_retry_seconds=20
+        )
+        thread = threading.Thread(
+            target=lambda: results.append(retrying.finish(State.FAILED, error_reason="x"))
+        )
+        tried = store.tried
+        thread.start()
+        deadline = time.monotonic() + 10
+        while store.tried == tried:  # its first try failed: Redis is down
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        own_redis.start()  # back, empty (no persistence): the terminal write recreates the record
+        thread.join(20)
+        assert not thread.is_alive()
+    finally:
+        if own_redis.process is None:
+            own_redis.start()
+    assert results and results[0] is not None and results[0].accepted
+    raw = store.read(job)
+    assert raw is not None
+    assert (raw[b"state"], raw[b"error_reason"], raw[b"owner"]) == (b"FAILED", b"x", b"bob")
+    client.close()
+
+
+@pytest.mark.timeout(30)
+def test_the_final_write_gives_up_after_its_retry_time(settings: Settings, own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    store = ProgressStore(client, Keyspace.from_settings(settings))
+    reporter = reporter_for(store, str(uuid.uuid4()))
+    reporter.finish_retry_seconds = 0.5
+    own_redis.stop()
+    started = time.monotonic()
+    try:
+        assert reporter.finish(State.SUCCESS) is None
+    finally:
+        own_redis.start()
+        client.close()
+    assert 0.5 <= time.monotonic() - started < 10
+
+
+def test_the_final_write_moves_a_record_left_pending_through_the_running_state(store: ProgressStore) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job)  # its transition to RUNNING was lost: the record says PENDING
+    result = reporter.finish(State.SUCCESS)
+    assert result is not None and result.accepted
+    raw = store.read(job)
+    assert raw is not None and raw[b"state"] == b"SUCCESS"
+
+
+def test_backoff_grows_jittered_and_capped() -> None:
+    waits = [finish_backoff(attempt) for attempt in range(10)]
+    assert 0.05 <= waits[0] <= 0.1
+    assert all(wait <= 2.0 for wait in waits)
+    assert waits[-1] >= 1.0

@@ -225,14 +225,15 @@ def test_bad_sheet_name_and_index_list_the_sheets(tmp_path: Path) -> None:
     assert "'First', 'Second'" in message
 
 
-def test_format_comes_from_the_content_not_the_name(tmp_path: Path) -> None:
+def test_format_comes_from_the_content_when_the_name_claims_none(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "upload", {"S": [["a"], [1]]})  # stored without an extension
-    assert read(path, "data.csv").format == "xlsx"
+    assert read(path, "data").format == "xlsx"
+    assert read(path, "data.bin").format == "xlsx"
     assert read(path, "macros.xlsm").format == "xlsm"
-    text = tmp_path / "text.xlsx"
+    text = tmp_path / "text"
     text.write_text("PK,name\n1,2\n", encoding="utf-8")  # starts like a ZIP, but is text
-    assert read(text).format == "csv"
-    assert read(text).header == ["PK", "name"]
+    assert read(text, "export").format == "csv"
+    assert read(text, "export").header == ["PK", "name"]
 
 
 def test_ods(tmp_path: Path) -> None:
@@ -503,7 +504,10 @@ def test_csv_cell_too_large(tmp_path: Path) -> None:
     assert "row 2" in rejection(path)
 
 
-def test_text_that_is_not_csv_named_xlsx_reads_as_csv(tmp_path: Path) -> None:
+def test_text_named_xlsx_is_refused_as_misnamed(tmp_path: Path) -> None:
     path = tmp_path / "notes.xlsx"
     path.write_text("just one line of notes\n", encoding="utf-8")
-    assert "no data rows" in rejection(path)
+    assert rejection(path) == (
+        "The file is named .xlsx but contains CSV text; rename it to .csv or save it as a real .xlsx "
+        "file, and upload it again."
+    )

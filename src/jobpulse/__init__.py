@@ -10,15 +10,17 @@ from jobpulse.errors import (
     InvalidRequest,
     JobCancelled,
     JobError,
+    JobFailed,
     JobpulseError,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     ServiceUnavailable,
 )
 from jobpulse.settings import Settings
 from jobpulse.states import TERMINAL_STATES, JobKind, State
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "TERMINAL_STATES",
@@ -31,10 +33,12 @@ __all__ = [
     "InvalidRequest",
     "JobCancelled",
     "JobError",
+    "JobFailed",
     "JobKind",
     "JobpulseError",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "ServiceUnavailable",
     "Settings",
     "State",

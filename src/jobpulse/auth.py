@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections import OrderedDict
 
@@ -20,6 +21,10 @@ from jobpulse.errors import AuthenticationError
 __all__ = ["TokenVerifier", "bearer_token", "check_url_signature", "mint_token", "url_signature"]
 
 ALGORITHM = "HS256"
+
+MAX_OWNER_CHARS = 255  # the owner columns' size
+_EXPIRES = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit also takes "²"); up to year 33658
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes of HMAC-SHA256, base64url without padding
 
 
 def mint_token(secret: str, owner: str, ttl_seconds: int, *, now: float | None = None) -> str:
@@ -52,8 +57,12 @@ def url_signature(secret: str, path: str, expires: int) -> str:
 def check_url_signature(
     secret: str, path: str, expires: str, signature: str, *, now: float | None = None
 ) -> None:
-    """Raise :class:`AuthenticationError` unless ``signature`` signs ``path`` until ``expires`` (ahead)."""
-    if not expires.isdigit():
+    """Raise :class:`AuthenticationError` unless ``signature`` signs ``path`` until ``expires`` (ahead).
+
+    Both come from a URL: ``expires`` must be a Unix time in ASCII digits and ``signature`` the unpadded
+    base64url of a SHA-256 HMAC, checked before either is converted or compared.
+    """
+    if _EXPIRES.fullmatch(expires) is None or _SIGNATURE.fullmatch(signature) is None:
         raise AuthenticationError("The link is not valid.", code="invalid_signature")
     if int(expires) < (time.time() if now is None else now):
         raise AuthenticationError("The link has expired; fetch the record again.", code="link_expired")
@@ -73,17 +82,23 @@ class TokenVerifier:
 
     def owner(self, token: str) -> str:
         """The owner id a valid token names; raises :class:`AuthenticationError` otherwise."""
+        # The event loop and threadpool threads call this at once: every cache step is one atomic dict
+        # operation that tolerates another thread's (pop with a default, no check-then-delete), so no lock
+        # is needed on the hot path.
         now = time.time()
         hit = self._cache.get(token)
         if hit is not None:
             if now < hit[1]:
                 return hit[0]
-            del self._cache[token]
+            self._cache.pop(token, None)
         owner, exp = self._verify(token)
-        if self._cache_size:
+        if self._cache_size and self._cache_seconds > 0:
             self._cache[token] = (owner, min(exp, now + self._cache_seconds))
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            while len(self._cache) > self._cache_size:
+                try:
+                    self._cache.popitem(last=False)
+                except KeyError:  # another thread emptied it meanwhile
+                    break
         return owner
 
     def _verify(self, token: str) -> tuple[str, float]:
@@ -98,4 +113,7 @@ class TokenVerifier:
         owner = claims["sub"]
         if not isinstance(owner, str) or not owner:
             raise AuthenticationError("The token names no owner.", code="invalid_token")
+        if len(owner) > MAX_OWNER_CHARS or not owner.isprintable():
+            # What the owner columns (String(255)) can store; a NUL or a control character is no id.
+            raise AuthenticationError("The token's owner id is not valid.", code="invalid_token")
         return owner, float(claims["exp"])

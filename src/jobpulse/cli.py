@@ -1,7 +1,7 @@
 """The ``jobpulse`` command: ``up`` for the embedded all-in-one run, the parts of a real deployment
-(``serve``, ``worker``, ``migrate``, ``token create``), and the client (``submit``, ``watch``, ``status``,
-from :mod:`jobpulse.client.cli`). Server modules are imported by the commands that use them, so the
-client commands start fast."""
+(``serve``, ``worker``, ``migrate``, ``prune``, ``token create``), and the client (``submit``,
+``watch``, ``status``, ``delete``, ``retry``, from :mod:`jobpulse.client.cli`). Server modules are
+imported by the commands that use them, so the client commands start fast."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import click
 
 from jobpulse.auth import mint_token
 from jobpulse.client.cli import commands as client_commands
-from jobpulse.errors import ConfigurationError
-from jobpulse.settings import Settings
+from jobpulse.errors import ConfigurationError, JobpulseError
+from jobpulse.settings import Settings, private_dir
 
 if TYPE_CHECKING:
     from jobpulse.supervisor import ProcessGroup
@@ -43,6 +43,19 @@ def _settings(data_dir: Path | None) -> Settings:
         raise click.ClickException(f"invalid settings: {exc}") from exc
 
 
+def _server_settings(data_dir: Path | None) -> Settings:
+    """Settings for a server process (up, serve, worker, migrate, prune), whose files are private.
+
+    The data dir holds every tenant's uploads and outputs (and, embedded, the database and the secret):
+    it is made 0700, and the process's umask 077 keeps what it and its children (ffmpeg, Redis, SQLite)
+    create there readable by this user only.
+    """
+    os.umask(0o077)
+    settings = _settings(data_dir)
+    private_dir(settings.data_dir)
+    return settings
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """jobpulse: live progress for background jobs."""
@@ -63,8 +76,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     from jobpulse.embedded import RedisCommand
     from jobpulse.supervisor import ProcessGroup
 
-    settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _server_settings(data_dir)
     try:
         secret = settings.ensure_secret_key()
     except ConfigurationError as exc:
@@ -129,7 +141,7 @@ def _wait_http(url: str, group: ProcessGroup, timeout: float = 60.0) -> None:
 @_DATA_DIR
 def serve(host: str, port: int, workers: int, server: str, data_dir: Path | None) -> None:
     """Run the API server (REDIS_URL, DATABASE_URL and JOBPULSE_SECRET_KEY from the environment)."""
-    settings = _settings(data_dir)
+    settings = _server_settings(data_dir)
     try:
         settings.require_redis_url()
         settings.require_secret_key()
@@ -164,7 +176,7 @@ def worker(queues: str | None, concurrency: int | None, data_dir: Path | None) -
     """Run a Celery worker for jobpulse's jobs."""
     from jobpulse.worker.app import QUEUES, create_celery
 
-    settings = _settings(data_dir)
+    settings = _server_settings(data_dir)
     try:
         app = create_celery(settings)
     except ConfigurationError as exc:
@@ -183,9 +195,50 @@ def migrate(data_dir: Path | None) -> None:
     from jobpulse.db.engine import create_db_engine
     from jobpulse.db.migrate import upgrade
 
-    settings = _settings(data_dir)
+    settings = _server_settings(data_dir)
     upgrade(create_db_engine(settings.resolved_database_url))
     click.echo("database is up to date")
+
+
+@main.command()
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Remove what ended more than this many days ago [JOBPULSE_RETENTION_DAYS]",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing")
+@_DATA_DIR
+def prune(older_than_days: float | None, dry_run: bool, data_dir: Path | None) -> None:
+    """Remove terminal jobs and videos past the retention period: records, rows, files, progress."""
+    from jobpulse.db.engine import create_db_engine
+    from jobpulse.db.repository import JobRepository, VideoRepository
+    from jobpulse.progress.connection import sync_redis
+    from jobpulse.retention import prune as prune_records
+
+    settings = _server_settings(data_dir)
+    if older_than_days is None and settings.retention_days == 0:
+        click.echo("retention is off (JOBPULSE_RETENTION_DAYS=0); pass --older-than-days to prune anyway")
+        return
+    engine = create_db_engine(settings.resolved_database_url)
+    # Without REDIS_URL (embedded, stopped) progress records are left to expire on their own.
+    redis_client = sync_redis(settings) if settings.redis_url else None
+    try:
+        report = prune_records(
+            settings,
+            JobRepository(engine),
+            VideoRepository(engine),
+            redis_client,
+            older_than_days=older_than_days,
+            dry_run=dry_run,
+        )
+    except JobpulseError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        engine.dispose()
+        if redis_client is not None:
+            redis_client.close()
+    click.echo(report.summary())
 
 
 @main.group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import time
 from importlib.util import find_spec
 from pathlib import Path
@@ -17,7 +18,7 @@ import redis
 
 from jobpulse.errors import ConfigurationError
 
-__all__ = ["RedisCommand", "find_redis_server", "free_port"]
+__all__ = ["RedisCommand", "RedisServer", "find_redis_server", "free_port"]
 
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
@@ -83,3 +84,25 @@ class RedisCommand:
                     time.sleep(0.05)
         finally:
             client.close()
+
+
+class RedisServer:
+    """A ``redis-server`` process of a :class:`RedisCommand` without persistence, that can be stopped and
+    started again on the same socket (it comes back empty): for tests, benchmarks and the soak."""
+
+    def __init__(self, folder: Path) -> None:
+        self.command = RedisCommand(folder, persistent=False)
+        self.url = self.command.url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        self.process = subprocess.Popen(self.command.argv, stdout=subprocess.DEVNULL)
+        self.command.wait_ready()
+
+    def stop(self) -> None:
+        """Stop the server (its data is gone)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

@@ -10,8 +10,9 @@ Each carries a stable snake_case ``code``, a ``message`` written for the end use
     ├── AuthenticationError       missing, expired or forged token (HTTP 401)
     ├── NotFound                  no such job, or not the caller's (HTTP 404)
     ├── Conflict                  the job's state forbids the action, e.g. cancel a finished job (HTTP 409)
+    ├── RateLimited               an owner submits faster than the configured rate (HTTP 429)
     ├── InvalidRequest            a malformed request (HTTP 400)
-    │   ├── PayloadTooLarge       an upload over its size limit (HTTP 413)
+    │   ├── PayloadTooLarge       a body (an upload, a JSON body) over its route's limit (HTTP 413)
     │   └── InvalidOptions        options or fields that fail validation (HTTP 422)
     ├── DeadlineExceeded          a client's wait passed its deadline (also a TimeoutError)
     └── JobError                  raised inside a worker; ends the job
@@ -36,6 +37,7 @@ __all__ = [
     "JobpulseError",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "ServiceUnavailable",
 ]
 
@@ -91,6 +93,18 @@ class Conflict(JobpulseError):
     http_status = 409
 
 
+class RateLimited(JobpulseError):
+    """The owner submitted more than the configured rate; the client may try again in ``retry_after``
+    seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class InvalidRequest(JobpulseError):
     """A malformed request."""
 
@@ -99,7 +113,7 @@ class InvalidRequest(JobpulseError):
 
 
 class PayloadTooLarge(InvalidRequest):
-    """An upload over its size limit."""
+    """A request body (an upload, a JSON body) over its route's limit."""
 
     code = "payload_too_large"
     http_status = 413

@@ -5,6 +5,8 @@ The keyspace at a glance (``P`` is ``Settings.key_prefix``, ``jp:`` by default):
     P p:{id}        hash   the progress record of job or video {id}; TTL active / terminal
     P ev:{id}       channel  each accepted progress write is PUBLISHed here (for push clients)
     P lock:{id}     string the lease of the worker running {id}; TTL job_lock_seconds
+    P retry:{id}    string set when a started job meets a Redis or database error and waits for its retry
+                           (the retry's start is not counted again); TTL the longest retry delay + a lease
     P rate:{owner}  string submissions of {owner} in the current minute; TTL the rest of that minute
     P reaper:lock   string held by the worker whose reaper runs this pass; TTL reaper_interval_seconds
     P reaper:lost   hash   {id} -> when the reaper first found a running job without a lease (ms)
@@ -51,6 +53,10 @@ class Keyspace:
     def lock(self, job_id: str) -> str:
         """The running worker's lease on the job."""
         return f"{self.prefix}lock:{job_id}"
+
+    def retry(self, job_id: str) -> str:
+        """Set while a started job waits to be retried after an infrastructure error."""
+        return f"{self.prefix}retry:{job_id}"
 
     def rate(self, owner: str) -> str:
         """The owner's submission counter of the current window."""

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     finish_retry_seconds: float = Field(30.0, ge=0)  # how long a terminal progress write is retried
 
     # The reaper and retention (docs/operations.md: "What survives which fault").
-    reaper_interval_seconds: float = Field(30.0, gt=0)  # how often a worker looks for lost jobs
+    reaper_interval_seconds: float = Field(30.0, ge=0)  # how often a worker looks for lost jobs; 0: never
     retention_days: float = Field(30.0, ge=0)  # terminal jobs, their rows and files; 0: kept forever
     prune_interval_seconds: float = Field(3600.0, gt=0)  # how often retention runs in the workers
 

@@ -12,8 +12,10 @@ from fastapi import Depends, FastAPI
 from jobpulse import __version__
 from jobpulse.api.deps import Services, track_route
 from jobpulse.api.errors import install_error_handlers
+from jobpulse.api.limits import BodyLimits
 from jobpulse.api.metrics import Metrics
 from jobpulse.api.progress import ProgressEndpoint, ProgressLayer
+from jobpulse.api.ratelimit import SubmissionLimiter
 from jobpulse.api.routes import health, jobs, progress, videos
 from jobpulse.auth import TokenVerifier
 from jobpulse.db.engine import StatementCounter, create_db_engine
@@ -69,12 +71,13 @@ def create_app(settings: Settings) -> Any:
         redirect_slashes=True,
     )
     api.state.services = services
+    api.state.limiter = SubmissionLimiter(store.client, store.keys, settings.submit_rate_per_minute)
     install_error_handlers(api)
     api.include_router(jobs.router)
     api.include_router(videos.router)
     api.include_router(progress.router)
     api.include_router(health.router)
-    return ProgressLayer(api, services.progress, metrics)
+    return ProgressLayer(api, services.progress, metrics, BodyLimits.from_settings(settings))
 
 
 def app_from_env() -> Any:

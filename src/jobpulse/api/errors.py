@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -17,6 +18,7 @@ from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.errors import (
     AuthenticationError,
     JobpulseError,
+    RateLimited,
     ServiceUnavailable,
 )
 
@@ -25,7 +27,18 @@ __all__ = ["error_reply", "install_error_handlers", "status_of"]
 log = logging.getLogger(__name__)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request", 401: "not_authenticated"}
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+# Errors the database raises for a value it refuses (out of range, too long, a NUL in a string): they come
+# from what the client sent, so they answer 400. Each input is validated before it reaches the database;
+# this is the net under those checks (PostgreSQL is stricter than SQLite, and not every test runs on it).
+CLIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlalchemy.exc.DataError,)
 
 
 def status_of(exc: JobpulseError) -> int:
@@ -41,7 +54,7 @@ def error_reply(exc: JobpulseError) -> tuple[int, list[tuple[bytes, bytes]], byt
     """Status, headers and body for ``exc``; shared by FastAPI's handlers and the progress layer."""
     status = status_of(exc)
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | RateLimited):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     elif isinstance(exc, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))
@@ -91,6 +104,15 @@ async def _database_error(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def _refused_by_database(_request: Request, exc: Exception) -> Response:
+    log.warning("the database refused a value from a request: %s", type(exc).__name__)
+    return Response(
+        error_body("invalid_request", "A value in the request is malformed or out of range."),
+        status_code=400,
+        media_type="application/json",
+    )
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -117,4 +139,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     for database_error in DATABASE_ERRORS:
         app.add_exception_handler(database_error, _database_error)
+    for refused in CLIENT_DATABASE_ERRORS:
+        app.add_exception_handler(refused, _refused_by_database)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,10 +1,13 @@
 """The job lifecycle as the API drives it, for every kind of job: queue a submission (undone if any
-step fails, so no job is left that will never run), read live progress, cancel."""
+step fails, so no job is left that will never run), read live progress, cancel, delete, retry."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -13,11 +16,15 @@ from jobpulse.api.deps import Services
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import NewJob
 from jobpulse.errors import Conflict, JobpulseError, ServiceUnavailable
+from jobpulse.ids import new_job_id
 from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
+from jobpulse.progress.store import REDIS_ERRORS, UNREACHABLE
+from jobpulse.retention import remove_files
+from jobpulse.settings import Settings
 from jobpulse.states import JobKind, State
 from jobpulse.worker.app import TASKS
 
-__all__ = ["cancel", "enqueue", "progress_of", "queue_job"]
+__all__ = ["cancel", "enqueue", "progress_of", "queue_job", "remove", "retry"]
 
 
 async def progress_of(services: Services, job_id: str) -> dict[str, Any] | None:
@@ -95,3 +102,78 @@ async def cancel(services: Services, job: Tracked, kind: JobKind) -> dict[str, A
     except ServiceUnavailable:
         body = None  # the DB has it; the worker stops when it next finds it cancelled
     return body or progress_from_job(job.id, kind.value, update, services.policy)
+
+
+async def remove(services: Services, record: Tracked, kind: JobKind) -> None:
+    """Delete ``record`` for good: its DB record (and a spreadsheet's rows), its files, its progress.
+
+    A job still active is cancelled in the DB first. Its progress record is then replaced, in one
+    transaction, by a marker that every read answers as UNKNOWN (it names no owner) and every worker
+    write is refused by (it is CANCELLED): a worker still running stops at its next report and discards
+    what it wrote meanwhile, instead of bringing the progress record back. The marker is kept for the
+    terminal TTL, as long as the record it replaces would have lived. Redis unreachable: 503 before
+    anything but that cancel is done.
+    """
+    records = services.records(kind)
+    if not State(record.state).terminal:
+        await run_in_threadpool(records.finish, record.id, State.CANCELLED, owner=record.owner)
+    await _bury_progress(services, record.id)
+    await run_in_threadpool(records.delete, record.id)  # the jobs table's delete takes the rows along
+    await run_in_threadpool(remove_files, services.settings, record.id)
+
+
+async def _bury_progress(services: Services, job_id: str) -> None:
+    store = services.store
+    key = store.keys.progress(job_id)
+    try:
+        async with store.client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping={"state": State.CANCELLED.value, "version": 0, "deleted": 1})
+            pipe.pexpire(key, store.keys.terminal_ttl_ms)
+            await pipe.execute()
+    except REDIS_ERRORS as exc:
+        raise ServiceUnavailable(UNREACHABLE) from exc
+
+
+async def retry(services: Services, record: Tracked, kind: JobKind) -> dict[str, Any]:
+    """Queue a new job with a FAILED ``record``'s kind, owner, options and input (its record names the
+    one it retries in ``retry_of``); the new job's PENDING progress body. 409 for any other state, or
+    when the input is no longer kept."""
+    if record.state != State.FAILED.value:
+        raise Conflict(f"Only a FAILED job can be retried; this one is {record.state}.", code="not_failed")
+    new_id = new_job_id()
+    await run_in_threadpool(_copy_input, services.settings, record.id, new_id)
+    new = NewJob(
+        id=new_id,
+        kind=kind.value,
+        owner=record.owner,
+        options=record.options,
+        input_filename=record.input_filename,
+        input_size_bytes=record.input_size_bytes,
+        input_content_type=record.input_content_type,
+        retry_of=record.id,
+    )
+    try:
+        return await queue_job(services, new, kind)
+    except BaseException:  # nothing is left of a retry that could not be queued
+        shutil.rmtree(services.settings.upload_dir / new_id, ignore_errors=True)
+        raise
+
+
+def _copy_input(settings: Settings, source_id: str, target_id: str) -> Path:
+    """Give job ``target_id`` the uploaded input of ``source_id``: a hard link (no copy of a large
+    upload; inputs are never changed in place), or a copy across file systems."""
+    source = next(iter(sorted((settings.upload_dir / source_id).glob("input*"))), None)
+    if source is None or not source.is_file():
+        raise Conflict(
+            "The input of this job is no longer kept, so it cannot be retried; please submit it again.",
+            code="input_gone",
+        )
+    folder = settings.upload_dir / target_id
+    folder.mkdir(mode=0o700)  # beside the source's folder: upload_dir exists
+    target = folder / source.name
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target

@@ -1,6 +1,8 @@
 """Prometheus metrics, one registry per app: requests by route and status, SQL statements by route.
 
-The SQL count per route is how operators see the zero-SQL rule hold in production.
+The SQL count per route is how operators see the zero-SQL rule hold in production. Every label value is
+from a closed set, so no client can create series: methods outside the standard ones count as
+``other``, paths no route matched as ``unmatched`` (the callers pass route templates, never raw paths).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from prometheus_client.registry import Collector
 
 from jobpulse.db.engine import StatementCounter
 
-__all__ = ["Metrics"]
+__all__ = ["METHODS", "Metrics"]
+
+# The methods counted under their own name (RFC 9110's, and PATCH); any other is "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class _SqlCollector(Collector):
@@ -45,6 +50,8 @@ class Metrics:
 
     def count_request(self, method: str, route: str, status: int) -> None:
         """Count one answered request (label children are cached: this runs on every poll)."""
+        if method not in METHODS:
+            method = "other"
         key = (method, route, status)
         child = self._children.get(key)
         if child is None:

@@ -13,15 +13,17 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from jobpulse.api.errors import error_reply
+from jobpulse.api.limits import BodyLimits, CountedReceive, declared_length, too_large
 from jobpulse.api.metrics import Metrics
 from jobpulse.auth import TokenVerifier, bearer_token
-from jobpulse.errors import JobpulseError
+from jobpulse.errors import InvalidRequest, JobpulseError
 from jobpulse.ids import is_job_id
 from jobpulse.progress.record import PollPolicy, progress_body, render_progress, render_unknown, unknown_body
 from jobpulse.progress.store import AsyncProgressStore
@@ -128,12 +130,19 @@ _ROUTES = [
 
 
 class ProgressLayer:
-    """ASGI layer: serves the progress routes itself, hands everything else to ``app``, counts both."""
+    """ASGI layer: serves the progress routes itself, hands everything else to ``app``, counts both.
 
-    def __init__(self, app: ASGIApp, endpoint: ProgressEndpoint, metrics: Metrics) -> None:
+    It is also where every request's body limit is enforced (:mod:`jobpulse.api.limits`), and where the
+    slash redirect is made relative (FastAPI builds its ``Location`` from the request's ``Host``).
+    """
+
+    def __init__(
+        self, app: ASGIApp, endpoint: ProgressEndpoint, metrics: Metrics, limits: BodyLimits
+    ) -> None:
         self.app = app
         self.endpoint = endpoint
         self.metrics = metrics
+        self.limits = limits
         self.state: Any = getattr(app, "state", None)  # the wrapped app's state (services live there)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,24 +152,61 @@ class ProgressLayer:
         method = scope["method"]
         path = scope["path"]
         if method in ("GET", "HEAD") and "/progress" in path:
+            # First, on the hot path: a progress answer never reads the request's body.
             for pattern, template, kinds in _ROUTES:
                 match = pattern.fullmatch(path)
                 if match:
                     await self._progress(scope, send, match.group(1).lower(), template, kinds)
                     return
-        status = 500
+        length = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+        limit = self.limits.for_request(method, path, content_type)
+        if length is not None:
+            try:
+                if declared_length(length) > limit:
+                    raise too_large(limit)
+            except InvalidRequest as exc:  # answered before any byte of the body is read
+                await _send_reply(send, Reply(*error_reply(exc)), close=True)
+                self.metrics.count_request(method, "unmatched", exc.http_status)
+                return
+        await self._forward(scope, CountedReceive(receive, limit), send)
 
-        async def counting_send(message: Message) -> None:
-            nonlocal status
+    async def _forward(self, scope: Scope, receive: CountedReceive, send: Send) -> None:
+        """Hand the request to the app, with its body counted; a body past its limit answers 413."""
+        status = 500
+        started = replaced = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal status, started, replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
+                started = True
+                if receive.exceeded:  # whatever the app answered, the answer is 413
+                    replaced = True
+                    status = 413
+                    await _send_reply(send, Reply(*error_reply(too_large(receive.limit))), close=True)
+                    return
                 status = message["status"]
+                if status in (307, 308) and scope.get("route") is None:  # the router's slash redirect
+                    message["headers"] = _relative_location(message["headers"])
             await send(message)
 
         try:
-            await self.app(scope, receive, counting_send)
+            await self.app(scope, receive, guarded_send)
+        except Exception:
+            if not receive.exceeded:
+                raise
+            if not started:
+                status = 413
+                await _send_reply(send, Reply(*error_reply(too_large(receive.limit))), close=True)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.count_request(method, route, status)
+            self.metrics.count_request(scope["method"], route, status)
 
     async def _progress(
         self, scope: Scope, send: Send, job_id: str, template: str, kinds: frozenset[bytes]
@@ -172,10 +218,32 @@ class ProgressLayer:
             elif name == b"if-none-match":
                 if_none_match = value
         reply = await self.endpoint.reply(job_id, authorization, if_none_match, kinds)
-        headers = reply.headers
-        if reply.body:
-            headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        body = b"" if scope["method"] == "HEAD" else reply.body
-        await send({"type": "http.response.body", "body": body})
+        await _send_reply(send, reply, head=scope["method"] == "HEAD")
         self.metrics.count_request(scope["method"], template, reply.status)
+
+
+async def _send_reply(send: Send, reply: Reply, *, head: bool = False, close: bool = False) -> None:
+    headers = reply.headers
+    if reply.body:
+        headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
+    if close:  # the body was not read: the connection cannot carry another request
+        headers = [*headers, (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})
+
+
+def _relative_location(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with ``Location`` cut to its path and query: never a host taken from the request.
+
+    Leading slashes and backslashes collapse to one slash, so the path cannot read as ``//host``.
+    """
+    fixed = []
+    for name, value in headers:
+        if name.lower() == b"location":
+            parts = urlsplit(value.decode("latin-1"))
+            location = "/" + parts.path.lstrip("/\\")
+            if parts.query:
+                location += "?" + parts.query
+            value = location.encode("latin-1")
+        fixed.append((name, value))
+    return fixed

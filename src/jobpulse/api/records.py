@@ -39,6 +39,7 @@ def _record(record: Tracked, kind: str, result: dict[str, Any] | None) -> dict[s
         "created_at": _iso(record.created_at),
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),
+        "retry_of": record.retry_of,  # the FAILED job this one retries, if it is a retry
     }
 
 

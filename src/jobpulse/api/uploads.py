@@ -1,9 +1,15 @@
 """Streaming multipart uploads: the file part goes to disk chunk by chunk, and the size limit is enforced
 while streaming (413 as soon as it is passed), so an upload is never held whole in memory.
+
+Everything else in the form is bounded before it is kept: at most ``max_form_fields`` plain fields of at
+most ``max_form_field_bytes`` each, part headers of at most :data:`~jobpulse.api.limits.PART_HEADERS_BYTES`,
+and a file part ``Content-Type`` that fits its column. Uploaded files are private to the service's user
+(folders 0700, files 0600, whatever the umask).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -14,12 +20,36 @@ from typing import IO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from jobpulse.api.limits import PART_HEADERS_BYTES, declared_length, in_words
 from jobpulse.errors import InvalidRequest, PayloadTooLarge
+from jobpulse.settings import Settings, private_dir
 
-__all__ = ["Upload", "UploadedFile", "receive_upload"]
+__all__ = ["FormLimits", "Upload", "UploadedFile", "receive_upload"]
 
-_FIELD_LIMIT = 64 * 1024  # bytes per plain form field (kind, options)
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+# A media type as RFC 9110 writes it (type/subtype, optional parameters), printable ASCII only, and short
+# enough for its column (String(255)): anything else is refused before it reaches the database.
+_CONTENT_TYPE = re.compile(
+    r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?"
+)
+_CONTENT_TYPE_CHARS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class FormLimits:
+    """The bounds of an upload form's plain fields (the file part has its own size limit)."""
+
+    max_fields: int
+    max_field_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FormLimits:
+        return cls(settings.max_form_fields, settings.max_form_field_bytes)
+
+    @property
+    def max_bytes(self) -> int:
+        """The most the form's plain parts (headers and values) may add to the file's size."""
+        return self.max_fields * (self.max_field_bytes + PART_HEADERS_BYTES) + 2 * PART_HEADERS_BYTES
 
 
 @dataclass
@@ -46,21 +76,17 @@ def clean_filename(raw: str) -> str:
     return name[:255] or "upload"
 
 
-def _megabytes(size: int) -> str:
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.0f} MB"
-    return f"{max(1, size // 1024)} KB"
-
-
 class _FormReader:
     def __init__(
         self,
         dest_dir: Path,
         file_field: str,
         max_file_bytes: int,
+        limits: FormLimits,
         check_fields: Callable[[dict[str, str]], object] | None,
     ) -> None:
         self.dest_dir = dest_dir
+        self.limits = limits
         self.check_fields = check_fields
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
@@ -68,6 +94,8 @@ class _FormReader:
         self._header_name = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
+        self._fields = 0  # plain parts seen, named or not
         self._name = ""
         self._filename: str | None = None
         self._value = bytearray()
@@ -77,14 +105,25 @@ class _FormReader:
 
     def on_part_begin(self) -> None:
         self._headers = {}
+        self._header_bytes = 0
         self._value = bytearray()
         self._filename = None
         self._out = None
 
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > PART_HEADERS_BYTES:
+            raise InvalidRequest(
+                f"The headers of a form part are longer than {in_words(PART_HEADERS_BYTES)}.",
+                code="form_part_too_large",
+            )
+
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
@@ -97,6 +136,12 @@ class _FormReader:
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         raw_filename = params.get(b"filename")
         if raw_filename is None:
+            self._fields += 1
+            if self._fields > self.limits.max_fields:
+                raise InvalidRequest(
+                    f"The form has more than {self.limits.max_fields} fields besides the file.",
+                    code="too_many_fields",
+                )
             return
         if self._name != self.file_field or self.upload.file is not None:
             raise InvalidRequest(f"Only one file, in the form field '{self.file_field}', is accepted.")
@@ -104,28 +149,31 @@ class _FormReader:
             limit = self.check_fields(self.upload.fields)
             if isinstance(limit, int):  # the fields decide a smaller limit (a job kind's own)
                 self.max_file_bytes = min(self.max_file_bytes, limit)
+        content_type = _content_type(self._headers.get(b"content-type"))
         self._filename = clean_filename(raw_filename.decode("utf-8", "replace"))
         suffix = _SUFFIX.fullmatch(Path(self._filename).suffix)
-        self.dest_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dest_dir.parent)
+        private_dir(self.dest_dir)
         path = self.dest_dir / ("input" + (suffix.group(0).lower() if suffix else ""))
-        self._out = path.open("wb")
-        content_type = self._headers.get(b"content-type")
-        self._file_part = UploadedFile(
-            path, self._filename, 0, content_type.decode("latin-1") if content_type else None
-        )
+        self._out = _private_file(path)
+        self._file_part = UploadedFile(path, self._filename, 0, content_type)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._out is not None:
             self._size += end - start
             if self._size > self.max_file_bytes:
                 raise PayloadTooLarge(
-                    f"The file is larger than the limit of {_megabytes(self.max_file_bytes)}."
+                    f"The file is larger than the limit of {in_words(self.max_file_bytes)}."
                 )
             self._out.write(data[start:end])
         else:
+            if len(self._value) + end - start > self.limits.max_field_bytes:
+                raise PayloadTooLarge(
+                    f"The form field '{self._name[:64]}' is longer than "
+                    f"{in_words(self.limits.max_field_bytes)}.",
+                    code="form_field_too_large",
+                )
             self._value += data[start:end]
-            if len(self._value) > _FIELD_LIMIT:
-                raise InvalidRequest(f"The form field '{self._name}' is too long.")
 
     def on_part_end(self) -> None:
         if self._out is not None and self._file_part is not None:
@@ -141,11 +189,38 @@ class _FormReader:
             self._out.close()
 
 
+def _content_type(raw: bytes | None) -> str | None:
+    """The file part's media type as sent, or 400 when it is not one (too long, control characters)."""
+    if raw is None or not raw.strip():
+        return None
+    value = raw.decode("latin-1").strip()
+    if len(value) > _CONTENT_TYPE_CHARS or not _CONTENT_TYPE.fullmatch(value):
+        raise InvalidRequest(
+            "The Content-Type of the file part is not a valid media type (such as text/csv).",
+            code="invalid_content_type",
+        )
+    return value
+
+
+def _private_file(path: Path) -> IO[bytes]:
+    """``path`` opened for writing, readable by this user only (0600 whatever the umask), never through a
+    symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # the umask may have taken bits away; it cannot have added any
+        return os.fdopen(descriptor, "wb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 async def receive_upload(
     request: Request,
     dest_dir: Path,
     *,
     max_file_bytes: int,
+    limits: FormLimits,
     file_field: str = "file",
     check_fields: Callable[[dict[str, str]], object] | None = None,
 ) -> Upload:
@@ -160,9 +235,9 @@ async def receive_upload(
     if content_type != b"multipart/form-data" or not boundary:
         raise InvalidRequest("Send the file as multipart/form-data.", code="not_multipart")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_file_bytes + _FIELD_LIMIT * 4:
-        raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(max_file_bytes)}.")
-    reader = _FormReader(dest_dir, file_field, max_file_bytes, check_fields)
+    if declared and declared_length(declared.encode("latin-1")) > max_file_bytes + limits.max_bytes:
+        raise PayloadTooLarge(f"The file is larger than the limit of {in_words(max_file_bytes)}.")
+    reader = _FormReader(dest_dir, file_field, max_file_bytes, limits, check_fields)
     parser = MultipartParser(
         boundary,
         {

@@ -118,7 +118,14 @@ class BaseClient:
             return body
         if response.is_success:
             raise ServiceUnavailable(f"The server answered HTTP {response.status_code} without JSON.")
-        raise error_from_answer(response.status_code, body)
+        raise error_from_answer(response.status_code, body, response.headers.get("retry-after"))
+
+    @staticmethod
+    def _no_content(response: httpx.Response) -> None:
+        """Nothing for a successful answer without a body (a 204); the matching exception for an error."""
+        if not response.is_success:
+            retry_after = response.headers.get("retry-after")
+            raise error_from_answer(response.status_code, _json(response), retry_after)
 
     @staticmethod
     def _unreachable(exc: httpx.TransportError, url: str) -> ServiceUnavailable:

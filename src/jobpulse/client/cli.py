@@ -1,4 +1,5 @@
-"""``jobpulse submit | watch | status``: the SDK from a shell, with a live bar and an exit code by state.
+"""``jobpulse submit | watch | status | delete | retry``: the SDK from a shell, with a live bar and an
+exit code by state.
 
 Exit codes (docs/clients.md): 0 SUCCESS or READY, 1 FAILED, 2 usage, 3 REJECTED_BAD_INPUT,
 4 REVIEW_REQUIRED, 5 CANCELLED, 6 no such job, 7 not authenticated, 8 deadline passed, 9 any other
@@ -228,6 +229,45 @@ def status(job_id: str, url: str, token: str | None, timeout: float | None, as_j
             console.print_json(data=record["result"])
 
 
+@click.command("delete")
+@click.argument("job_id")
+@_connection
+@_errors
+def delete_job(job_id: str, url: str, token: str | None, timeout: float | None, as_json: bool) -> None:
+    """Delete job JOB_ID for good: its record, rows, files and progress (a running job is cancelled
+    first)."""
+    del timeout  # one request each: the client's own timeout applies
+    with Client(url, token=_token(token)) as client:
+        resource, _live = _locate(client, job_id)
+        client.delete(job_id, resource)
+    if as_json:
+        _print_json({"id": job_id, "deleted": True})
+    else:
+        click.echo(f"deleted {job_id}")
+
+
+@click.command("retry")
+@click.argument("job_id")
+@click.option(
+    "--watch", "watch", is_flag=True, help="Show progress until the new job ends; exit by its state"
+)
+@_connection
+@_errors
+def retry_job(
+    job_id: str, watch: bool, url: str, token: str | None, timeout: float | None, as_json: bool
+) -> None:
+    """Run FAILED job JOB_ID again as a new job and print the new job's id."""
+    with Client(url, token=_token(token)) as client:
+        resource, _live = _locate(client, job_id)
+        job = client.retry(job_id, resource)
+        if as_json:
+            _print_json(job.as_dict())
+        else:
+            click.echo(job.id)
+        if watch:
+            _watch(client, job.id, resource, timeout, as_json)
+
+
 def commands() -> list[click.Command]:
     """The client commands, for the ``jobpulse`` group."""
-    return [submit, watch, status]
+    return [submit, watch, status, delete_job, retry_job]

@@ -52,12 +52,14 @@ class Client(BaseClient):
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, url, **kwargs)
+            return self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc, self.base_url) from exc
-        return self._answer(response)
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self._answer(self._send(method, url, **kwargs))
 
     def _get(
         self, url: str, deadline: Deadline, headers: Mapping[str, str] | None = None
@@ -121,6 +123,16 @@ class Client(BaseClient):
     def cancel(self, job_id: str, resource: Resource = "jobs") -> Progress:
         """Ask for the job to stop; ``Conflict`` if it already ended."""
         return Progress.from_body(self._call("POST", _route(resource, job_id, "cancel/")))
+
+    def delete(self, job_id: str, resource: Resource = "jobs") -> None:
+        """Delete the job for good (record, rows, files, progress; a running job is cancelled first).
+        ``NotFound`` if there is no such job of the caller's (deleted already, or never)."""
+        self._no_content(self._send("DELETE", _route(resource, job_id)))
+
+    def retry(self, job_id: str, resource: Resource = "jobs") -> Progress:
+        """Run a FAILED job again as a new job with the same input and options; the new job's PENDING
+        record (a new id). ``Conflict`` if the job is not FAILED or its input is no longer kept."""
+        return Progress.from_body(self._call("POST", _route(resource, job_id, "retry/")))
 
     def review(self, job_id: str, decision: str, text: str | None = None) -> dict[str, Any]:
         """Resolve an OCR job in REVIEW_REQUIRED: ``decision`` "approve" (SUCCESS) or "reject"
@@ -204,12 +216,14 @@ class AsyncClient(BaseClient):
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         await self.aclose()
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, url, **kwargs)
+            return await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc, self.base_url) from exc
-        return self._answer(response)
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self._answer(await self._send(method, url, **kwargs))
 
     async def _get(
         self, url: str, deadline: Deadline, headers: Mapping[str, str] | None = None
@@ -273,6 +287,14 @@ class AsyncClient(BaseClient):
     async def cancel(self, job_id: str, resource: Resource = "jobs") -> Progress:
         """Ask for the job to stop; ``Conflict`` if it already ended."""
         return Progress.from_body(await self._call("POST", _route(resource, job_id, "cancel/")))
+
+    async def delete(self, job_id: str, resource: Resource = "jobs") -> None:
+        """Delete the job for good; see :meth:`Client.delete`."""
+        self._no_content(await self._send("DELETE", _route(resource, job_id)))
+
+    async def retry(self, job_id: str, resource: Resource = "jobs") -> Progress:
+        """Run a FAILED job again as a new job; see :meth:`Client.retry`."""
+        return Progress.from_body(await self._call("POST", _route(resource, job_id, "retry/")))
 
     async def review(self, job_id: str, decision: str, text: str | None = None) -> dict[str, Any]:
         """Resolve an OCR job in REVIEW_REQUIRED; see :meth:`Client.review`."""

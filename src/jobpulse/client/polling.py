@@ -8,6 +8,7 @@ and the rules can be tested without a server.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from jobpulse.errors import (
     JobpulseError,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     ServiceUnavailable,
 )
 from jobpulse.states import State
@@ -84,14 +86,21 @@ _ERRORS: dict[int, type[JobpulseError]] = {
 _ERRORS[403] = AuthenticationError
 
 
-def error_from_answer(status: int, body: Any) -> JobpulseError:
-    """The jobpulse exception for an error answer: the one the server raised, by its status."""
+def error_from_answer(status: int, body: Any, retry_after: str | None = None) -> JobpulseError:
+    """The jobpulse exception for an error answer: the one the server raised, by its status (with the
+    answer's ``Retry-After`` on the ones that carry it)."""
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     text = str(message) if message else f"The server answered HTTP {status}."
-    kind = _ERRORS.get(status, ServiceUnavailable if status >= 500 or status == 429 else InvalidRequest)
-    return kind(text, code=str(code) if code else None)
+    code_text = str(code) if code else None
+    wait = retry_after_seconds(retry_after)
+    if status == RateLimited.http_status:
+        return RateLimited(text, code=code_text, retry_after=math.ceil(wait) if wait is not None else 1)
+    if status >= 500:
+        return ServiceUnavailable(text, code=code_text, retry_after=math.ceil(wait) if wait else 2)
+    kind = _ERRORS.get(status, InvalidRequest)
+    return kind(text, code=code_text)
 
 
 class Poller:

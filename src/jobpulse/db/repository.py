@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobpulse.db.models import ImportRow, Job, Tracked, Video
 from jobpulse.errors import InvalidRequest
+from jobpulse.ids import is_job_id
 from jobpulse.states import TERMINAL_STATES, State
 
 __all__ = ["JobRepository", "NewJob", "RecordRepository", "VideoRepository", "utcnow"]
@@ -67,13 +68,24 @@ def _encode_cursor(job: Tracked) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_MAX_CURSOR_CHARS = 128  # an encoded cursor is ~90 characters
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a listing cursor names; 400 for anything :func:`_encode_cursor` did not make
+    (checked here, so nothing odd, such as a NUL, reaches the database)."""
+    invalid = InvalidRequest("The cursor is not valid.", code="invalid_cursor")
+    if len(cursor) > _MAX_CURSOR_CHARS:
+        raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, job_id = raw.partition("|")
-        return datetime.fromisoformat(created), job_id
+        text, _, job_id = raw.partition("|")
+        created = datetime.fromisoformat(text)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest("The cursor is not valid.", code="invalid_cursor") from exc
+        raise invalid from exc
+    if created.tzinfo is None or not is_job_id(job_id):
+        raise invalid
+    return created, job_id
 
 
 class RecordRepository(Generic[R]):
@@ -145,8 +157,9 @@ class RecordRepository(Generic[R]):
         with self.session() as session, session.begin():
             session.execute(delete(self.model).where(model.id == record_id))
 
-    def start(self, record_id: str, state: State) -> int | None:
-        """Move an active record to ``state`` (RUNNING or PROCESSING), counting the attempt; returns the
+    def start(self, record_id: str, state: State, *, count: bool = True) -> int | None:
+        """Move an active record to ``state`` (RUNNING or PROCESSING), counting the attempt unless
+        ``count`` is false (the retry of a start that met a Redis or database error); returns the
         attempt's number (1 for the first start).
 
         None when it is already terminal (cancelled while queued, or a duplicate delivery).
@@ -157,7 +170,7 @@ class RecordRepository(Generic[R]):
             if record is None or record.state not in _ACTIVE:
                 return None
             record.state = state.value
-            record.attempts += 1
+            record.attempts += 1 if count or not record.attempts else 0
             record.started_at = record.started_at or now
             return record.attempts
 
@@ -228,6 +241,22 @@ class RecordRepository(Generic[R]):
         with self.session() as session, session.begin():
             done = session.execute(update(self.model).where(*conditions).values(**values))
         return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def expired_page(
+        self, before: datetime, *, after: tuple[datetime | None, str] | None, limit: int
+    ) -> list[R]:
+        """Like :meth:`expired`, one page at a time: the records after ``after`` (the last page's
+        ``(finished_at, id)``), so a pass that keeps what it reads (a dry run) still moves on."""
+        model: Any = self.model
+        query = select(self.model).where(model.finished_at < before, model.state.in_(_TERMINAL))
+        if after is not None:
+            finished, record_id = after
+            query = query.where(
+                or_(model.finished_at > finished, and_(model.finished_at == finished, model.id > record_id))
+            )
+        query = query.order_by(model.finished_at, model.id).limit(limit)
+        with self.session() as session:
+            return list(session.scalars(query))
 
 
 class JobRepository(RecordRepository[Job]):
@@ -318,6 +347,14 @@ class JobRepository(RecordRepository[Job]):
         )
         with self.session() as session:
             return list(session.scalars(query))
+
+    def count_rows(self, job_ids: Sequence[str]) -> int:
+        """How many imported rows the jobs ``job_ids`` have (what removing them removes)."""
+        if not job_ids:
+            return 0
+        query = select(func.count()).select_from(ImportRow).where(ImportRow.job_id.in_(job_ids))
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
 
 
 class VideoRepository(RecordRepository[Video]):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobpulse.errors import JobFailed
+from jobpulse.media.containers import confined_input
 from jobpulse.media.renditions import Rendition
 
 __all__ = ["FFmpegError", "FFmpegProgress", "run_ffmpeg", "thumbnail_command", "transcode_command"]
@@ -56,15 +57,21 @@ def _common(ffmpeg: str) -> list[str]:
     return [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
 
 
+def _output(target: Path) -> str:
+    """An output path that cannot read as a protocol or an option."""
+    return f"file:{target.resolve()}"
+
+
 def transcode_command(
     ffmpeg: str, source: Path, target: Path, rendition: Rendition, preset: str
 ) -> list[str]:
     """H.264/AAC MP4 at the rendition's size, bitrate-capped, with the index up front (``+faststart``)
-    so a browser starts playing before the download ends."""
+    so a browser starts playing before the download ends. The source is read as one file of an accepted
+    container (:func:`~jobpulse.media.containers.confined_input`)."""
     kbps = rendition.video_kbps
     return [
         *_common(ffmpeg),
-        *("-i", str(source)),
+        *confined_input(source),
         *("-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn"),
         *("-vf", f"scale={rendition.width}:{rendition.height}:flags=bicubic,setsar=1"),
         *("-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p"),
@@ -72,7 +79,7 @@ def transcode_command(
         *("-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k", "-ac", "2"),
         *("-movflags", "+faststart", "-f", "mp4"),
         *("-progress", "pipe:1", "-stats_period", str(_TICK_SECONDS), "-nostats"),
-        str(target),
+        _output(target),
     ]
 
 
@@ -81,10 +88,10 @@ def thumbnail_command(ffmpeg: str, source: Path, target: Path, at_seconds: float
     neighbours out of a short run starting at ``at_seconds`` (not a black or a transition frame)."""
     return [
         *_common(ffmpeg),
-        *("-ss", f"{at_seconds:.3f}", "-i", str(source)),
+        *confined_input(source, "-ss", f"{at_seconds:.3f}"),
         *("-vf", f"thumbnail=30,scale={width}:-2"),
         *("-frames:v", "1", "-q:v", "3", "-f", "image2", "-update", "1"),
-        str(target),
+        _output(target),
     ]
 
 

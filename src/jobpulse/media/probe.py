@@ -1,7 +1,8 @@
 """What ffprobe says about an upload, checked against the limits before any transcoding starts.
 
 :func:`parse_probe` is pure (ffprobe's JSON in, :class:`VideoInfo` or :class:`~jobpulse.errors.BadInput`
-out), so every rejection reason is unit-tested without a file; :func:`probe_video` runs ffprobe.
+out), so every rejection reason is unit-tested without a file; :func:`probe_video` runs ffprobe, confined
+to the accepted containers and to the one uploaded file (:mod:`jobpulse.media.containers`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from jobpulse.errors import BadInput
+from jobpulse.media.containers import confined_input, is_accepted, refused_demuxer
 from jobpulse.settings import Settings
 
-__all__ = ["ProbeLimits", "VideoInfo", "parse_probe", "probe_video"]
+__all__ = ["NOT_ACCEPTED", "ProbeLimits", "VideoInfo", "parse_probe", "probe_command", "probe_video"]
 
 log = logging.getLogger(__name__)
 
 UNREADABLE = "The file is not a video we can read: it is damaged, incomplete, or not a video at all."
+NOT_ACCEPTED = (
+    "The file is a playlist or a format jobpulse does not accept; upload the video file itself "
+    "(MP4, WebM, MOV, MKV, AVI, MPEG, FLV, OGV, WMV or GIF)."
+)
+STILL_IMAGE = "The file is a still image, not a video."
+NO_PICTURE = "The file has sound but no picture: upload a video, not an audio file."
 # Demuxers that read a single picture: an image renamed .mp4 probes as one of these.
 _IMAGE_FORMATS = ("image2", "_pipe")
+# Audio-only demuxers, so a song refused by the whitelist is still told it has no picture.
+_AUDIO_FORMATS = frozenset({"mp3", "wav", "flac", "aac", "aiff", "ac3", "eac3", "amr", "wv", "ape"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +112,15 @@ def _seconds(value: float) -> str:
     return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
 
 
+def _is_image(container: str) -> bool:
+    return any(container.endswith(marker) or container == marker for marker in _IMAGE_FORMATS)
+
+
 def parse_probe(data: dict[str, Any], size_bytes: int, limits: ProbeLimits) -> VideoInfo:
-    """Check ffprobe's ``-show_format -show_streams`` JSON; raise BadInput with a plain reason."""
+    """Check ffprobe's ``-show_format -show_streams`` JSON; raise BadInput with a plain reason.
+
+    The container must be an accepted one even though ffprobe ran with the whitelist (defence in depth:
+    a playlist's ``format_name`` is ``hls``, whatever its segments are)."""
     if size_bytes > limits.max_bytes:
         raise BadInput(f"The video is larger than the limit of {limits.max_bytes // 1024**2:,} MB.")
     fmt = data.get("format") or {}
@@ -119,10 +136,12 @@ def parse_probe(data: dict[str, Any], size_bytes: int, limits: ProbeLimits) -> V
     ]
     if not videos:
         if any(s.get("codec_type") == "audio" for s in streams):
-            raise BadInput("The file has sound but no picture: upload a video, not an audio file.")
+            raise BadInput(NO_PICTURE)
         raise BadInput("The file has no video track.")
-    if any(container.endswith(marker) or container == marker for marker in _IMAGE_FORMATS):
-        raise BadInput("The file is a still image, not a video.")
+    if _is_image(container):
+        raise BadInput(STILL_IMAGE)
+    if not is_accepted(container):
+        raise BadInput(NOT_ACCEPTED)
     video = videos[0]
     width, height = int(_number(video.get("width")) or 0), int(_number(video.get("height")) or 0)
     if width <= 0 or height <= 0:
@@ -158,11 +177,31 @@ def parse_probe(data: dict[str, Any], size_bytes: int, limits: ProbeLimits) -> V
     )
 
 
+def probe_command(ffprobe: str, path: Path) -> list[str]:
+    """ffprobe's command line for an upload: JSON of the format and the streams, of ``path`` alone."""
+    return [
+        *(ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams"),
+        *confined_input(path),
+    ]
+
+
+def _refusal(stderr: str) -> str:
+    """The reason to give when ffprobe refused the file: a demuxer off the whitelist, or unreadable."""
+    demuxer = refused_demuxer(stderr)
+    if demuxer is None:
+        return UNREADABLE
+    if _is_image(demuxer):
+        return STILL_IMAGE
+    if _AUDIO_FORMATS.intersection(demuxer.split(",")):
+        return NO_PICTURE
+    return NOT_ACCEPTED
+
+
 def probe_video(ffprobe: str, path: Path, limits: ProbeLimits, timeout: float) -> VideoInfo:
     """Run ffprobe on ``path`` and check what it found. ffprobe's own words go to the log only."""
     try:
         done = subprocess.run(
-            [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+            probe_command(ffprobe, path),
             capture_output=True,
             timeout=timeout,
             check=False,
@@ -172,8 +211,9 @@ def probe_video(ffprobe: str, path: Path, limits: ProbeLimits, timeout: float) -
         log.warning("ffprobe timed out after %.0f s on %s", timeout, path)
         raise BadInput(UNREADABLE) from None
     if done.returncode != 0:
-        log.info("ffprobe refused %s: %s", path, done.stderr.decode(errors="replace")[-500:])
-        raise BadInput(UNREADABLE)
+        stderr = done.stderr.decode(errors="replace")
+        log.info("ffprobe refused %s: %s", path, stderr[-500:])
+        raise BadInput(_refusal(stderr))
     try:
         data = json.loads(done.stdout)
     except ValueError:

@@ -204,11 +204,13 @@ class OcrEngine:
             page.seconds["recognize"] = time.perf_counter() - started
             yield page.recognized
 
-    def lines(self, page: Page) -> list[ReadLine]:
+    def lines(self, page: Page, min_score: float | None = None) -> list[ReadLine]:
         """The recognized lines with their words, in reading order, in the image's pixel coordinates.
 
-        Like rapidocr, regions that read as blank or score under its ``text_score`` (0.5) are dropped.
+        Like rapidocr, regions that read as blank or score under ``min_score`` (by default its
+        ``text_score``, 0.5) are dropped.
         """
+        floor = self.min_line_score if min_score is None else min_score
         if not page.regions:
             return []
         from rapidocr.ch_ppocr_rec import TextRecOutput
@@ -228,7 +230,7 @@ class OcrEngine:
         aligned = len(word_lines) == page.regions  # rapidocr skips empty crops; never seen, but checked
         lines: list[ReadLine] = []
         for index, (text, score) in enumerate(zip(page.texts, page.scores, strict=True)):
-            if not text.strip() or score < self.min_line_score:
+            if not text.strip() or score < floor:
                 continue
             words = [
                 ReadWord(str(word), round(float(confidence), 5), _box(box))

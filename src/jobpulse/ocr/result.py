@@ -8,8 +8,10 @@ Shape (docs/api.md, "OCR jobs")::
      "image": {"format", "width", "height"},
      "engine": {"name", "version", "onnxruntime", "models"}, "execution_provider": "CPUExecutionProvider",
      "device": "cpu" | "gpu", "attempt": "cpu" | "gpu" | "cpu_after_gpu_wait", "note": str | null,
+     "reading": {"image": "original" | "enhanced",
+                 "passes": [{"image", "regions", "lines", "mean_confidence"}]},
      "timings": {"decode_seconds", "detect_seconds", "classify_seconds", "recognize_seconds",
-                 "total_seconds"},
+                 "enhance_seconds", "total_seconds"},
      "review": {"decision", "text", "reviewed_at"}}      (only once reviewed)
 """
 
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 REJECTED_ON_REVIEW = "The owner rejected the recognized text on review."
-NO_TEXT = "No text was found in the image."
+NO_TEXT = "No text was found in the image. If it does contain text, send a sharper or higher-contrast scan."
 
 
 class Attempt(enum.StrEnum):

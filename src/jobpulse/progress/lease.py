@@ -35,8 +35,15 @@ class Lease:
         return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     def renew(self) -> bool:
-        """Extend the lease; False if it was lost."""
-        return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        """Extend the lease; False if another worker holds it.
+
+        A lease whose key vanished (Redis restarted empty) is taken back, so the reaper does not mistake a
+        live worker for a dead one.
+        """
+        renewed = int(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        if renewed == 2:
+            log.info("lease %s was gone (Redis lost its data?); taken back", self.key)
+        return renewed > 0
 
     def release(self) -> None:
         """Give the lease up, if still held."""

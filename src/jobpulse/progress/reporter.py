@@ -9,7 +9,9 @@ was cancelled: the Lua script refuses a write to a terminal record, and the repo
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 import time
 
 from jobpulse.errors import JobCancelled, ServiceUnavailable
@@ -17,9 +19,16 @@ from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.store import ProgressStore, WriteResult, WriteStatus
 from jobpulse.states import RESULT_STATES, State
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "finish_backoff"]
 
 log = logging.getLogger(__name__)
+
+
+def finish_backoff(attempt: int, *, first: float = 0.1, most: float = 2.0) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based) of a terminal write: exponential, capped,
+    with full jitter in its upper half (so many workers hit by one blip do not retry in step)."""
+    ceiling = min(most, first * 2.0 ** min(attempt, 30))
+    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
 
 
 class Reporter:
@@ -34,6 +43,7 @@ class Reporter:
         kind: str,
         state: State,
         min_interval: float = 0.2,
+        finish_retry_seconds: float = 0.0,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -41,6 +51,7 @@ class Reporter:
         self.kind = kind
         self.state = state
         self.min_interval = min_interval
+        self.finish_retry_seconds = finish_retry_seconds  # how long the terminal write is retried
         self.writes = 0  # accepted writes, for tests and benchmarks
         self.current: float | None = None
         self.total: float | None = None
@@ -113,7 +124,12 @@ class Reporter:
     def finish(
         self, state: State, *, error_reason: str | None = None, message: str | None = None
     ) -> WriteResult | None:
-        """The terminal write (never coalesced). Returns None when Redis is unreachable."""
+        """The terminal write (never coalesced). Returns None when Redis stayed unreachable.
+
+        A terminal write that fails is retried with jittered, capped exponential backoff for up to
+        ``finish_retry_seconds``: a blip must not leave the record RUNNING until it expires. (What is
+        still wrong after that, the reaper repairs from the database.)
+        """
         if state in RESULT_STATES:
             self.percent = 100.0
             if self.total is not None:
@@ -127,11 +143,22 @@ class Reporter:
             message=message,
             error_reason=error_reason,
         )
-        try:
-            return self.store.write(self.job_id, update, owner=self.owner, kind=self.kind)
-        except ServiceUnavailable:
-            log.warning("job %s: could not write its terminal progress record", self.job_id)
-            return None
+        deadline = time.monotonic() + self.finish_retry_seconds
+        for attempt in itertools.count():
+            try:
+                result = self.store.write(self.job_id, update, owner=self.owner, kind=self.kind)
+                if result.status is WriteStatus.ILLEGAL and result.state is State.PENDING:
+                    # Our first write was lost (Redis was away then): move through the running state.
+                    self.store.write(self.job_id, self._update(self.state), owner=self.owner, kind=self.kind)
+                    result = self.store.write(self.job_id, update, owner=self.owner, kind=self.kind)
+                return result
+            except ServiceUnavailable:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, finish_backoff(attempt)))
+        log.warning("job %s: could not write its terminal progress record", self.job_id)
+        return None
 
     def _eta(self) -> float | None:
         if not self.percent or self.percent >= 100.0:

@@ -22,6 +22,7 @@ from jobpulse.spreadsheet.sheet import (
     Sheet,
     SpreadsheetLimits,
     header_names,
+    misnamed,
     reading_user_file,
 )
 
@@ -59,6 +60,8 @@ def open_delimited(
             continue
         if sum(map(sample.count, _CONTROL_CHARS)) * 100 > len(sample):
             raise BadInput(NOT_A_SPREADSHEET)
+        if (wrong := misnamed(filename, "text")) is not None:
+            raise wrong  # text named .xlsx, .xls or .ods
         delimiter = options.delimiter or _sniff(sample, filename)
         try:
             header_cells, total, width = _scan_csv(path, encoding, delimiter, options.header_row, limits)
@@ -72,7 +75,8 @@ def open_delimited(
             )
         raise BadInput(UNKNOWN_ENCODING if text_suffix else NOT_A_SPREADSHEET)
     header_texts = [cell.strip() for cell in header_cells]
-    width = max(width, _filled_width(header_texts))
+    named_width = _filled_width(header_texts)
+    width = max(width, named_width)
     header = header_names(header_texts[:width] + [""] * (width - len(header_texts)), options.header_row)
     header_row = options.header_row
 
@@ -84,7 +88,7 @@ def open_delimited(
                 if any(row):
                     yield number, [cell or None for cell in row[:width]]
 
-    return Sheet(header, total, "csv", None, rows)
+    return Sheet(header, total, "csv", None, rows, named_width)
 
 
 def _candidate_encodings(head: bytes, complete: bool, chosen: str | None) -> Iterator[str]:
@@ -166,19 +170,27 @@ def _sniff(sample: str, filename: str) -> str:
 def _scan_csv(
     path: Path, encoding: str, delimiter: str, header_row: int, limits: SpreadsheetLimits
 ) -> tuple[list[str], int, int]:
-    """First pass: the header cells, the number of non-blank data rows and the widest data row's width.
+    """First pass: the header cells, the number of non-blank data rows and the widest data row's width,
+    checked against the row, column and cell limits (cells: each data row counts as wide as the header,
+    or as itself where it is wider).
 
     Raises UnicodeDecodeError if the file does not decode as ``encoding``.
     """
     header: list[str] | None = None
-    total = width = number = 0
+    total = width = number = cells = header_width = 0
     with path.open(encoding=encoding, newline="") as file:
         reader = csv.reader(file, delimiter=delimiter)
         try:
             for number, row in enumerate(reader, 1):
+                if len(row) > limits.max_columns and _filled_width(row) > limits.max_columns:
+                    raise BadInput(
+                        f"Row {number} has {_filled_width(row):,} columns, but at most "
+                        f"{limits.max_columns:,} can be imported. Check the delimiter, or remove the "
+                        "extra cells from that row."
+                    )
                 if number <= header_row:
                     if number == header_row:
-                        header = row
+                        header, header_width = row, len(row)
                     continue
                 if not any(row):
                     continue
@@ -187,6 +199,12 @@ def _scan_csv(
                     raise BadInput(
                         f"The file has more than {limits.max_rows:,} data rows, but at most "
                         f"{limits.max_rows:,} can be imported at once. Split it into smaller files."
+                    )
+                cells += max(len(row), header_width)
+                if cells > limits.max_cells:
+                    raise BadInput(
+                        f"The file has more than {limits.max_cells:,} cells (rows x columns), but at most "
+                        f"{limits.max_cells:,} can be imported at once. Split it into smaller files."
                     )
                 if len(row) > width:
                     width = max(width, _filled_width(row))

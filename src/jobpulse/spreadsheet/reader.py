@@ -26,7 +26,10 @@ from typing import cast
 import python_calamine
 
 from jobpulse.errors import BadInput
+from jobpulse.spreadsheet.biff import measure_xls
 from jobpulse.spreadsheet.delimited import open_delimited
+from jobpulse.spreadsheet.dimensions import check_total, check_xlsx_part, worksheet_parts
+from jobpulse.spreadsheet.opendocument import measure_ods
 from jobpulse.spreadsheet.options import ImportOptions
 from jobpulse.spreadsheet.schema import cell_text
 from jobpulse.spreadsheet.sheet import (
@@ -37,6 +40,7 @@ from jobpulse.spreadsheet.sheet import (
     Sheet,
     SpreadsheetLimits,
     header_names,
+    misnamed,
     reading_user_file,
 )
 
@@ -46,6 +50,10 @@ _SAMPLE_BYTES = 1 << 20  # what format detection, encoding detection and sniffin
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
+XLSB = (
+    "The file is an Excel binary workbook (.xlsb), which jobpulse does not import. Open it in Excel, "
+    "save it as an Excel Workbook (.xlsx) and upload that instead."
+)
 
 
 def open_sheet(path: Path, filename: str, options: ImportOptions, limits: SpreadsheetLimits) -> Sheet:
@@ -61,7 +69,10 @@ def open_sheet(path: Path, filename: str, options: ImportOptions, limits: Spread
     if head.startswith(_ZIP_MAGIC):
         return _open_workbook(path, _inspect_zip(path, filename, limits), options, limits)
     if head.startswith(_OLE_MAGIC):
-        return _open_workbook(path, _inspect_ole(path), options, limits)
+        kind = _inspect_ole(path)
+        if (wrong := misnamed(filename, "xls")) is not None:
+            raise wrong
+        return _open_workbook(path, kind, options, limits)
     return open_delimited(path, filename, head, len(head) == size, options, limits)
 
 
@@ -73,7 +84,7 @@ def _too_large(limit: int) -> BadInput:
 
 
 def _inspect_zip(path: Path, filename: str, limits: SpreadsheetLimits) -> str:
-    """The ZIP-based format ('xlsx', 'xlsm', 'xlsb' or 'ods'), after the zip-bomb and integrity checks."""
+    """The ZIP-based format ('xlsx', 'xlsm' or 'ods'), after the zip-bomb, name and integrity checks."""
     with reading_user_file():
         archive = zipfile.ZipFile(path)
     with archive:
@@ -93,9 +104,13 @@ def _inspect_zip(path: Path, filename: str, limits: SpreadsheetLimits) -> str:
             macros = "xl/vbaProject.bin" in names or filename.lower().endswith(".xlsm")
             kind = "xlsm" if macros else "xlsx"
         elif "xl/workbook.bin" in names:
-            kind = "xlsb"
+            raise BadInput(XLSB)
         else:
             raise BadInput(NOT_A_SPREADSHEET)  # a .docx, a plain .zip, ...
+        if (wrong := misnamed(filename, "ods" if kind == "ods" else "xlsx")) is not None:
+            raise wrong
+        if len(names) != len(members) or len({n.replace("\\", "/").lower() for n in names}) != len(names):
+            raise BadInput(CORRUPT)  # two members under one name: readers disagree on which one counts
         with reading_user_file():
             for member in members:
                 with archive.open(member) as stream:  # zipfile stops at the declared size and checks the CRC
@@ -131,6 +146,14 @@ def _named_for_calamine(path: Path, kind: str) -> Iterator[Path]:
 
 
 def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: SpreadsheetLimits) -> Sheet:
+    # calamine reads every sheet of an ods or xls file when it opens it, and one xlsx sheet on demand:
+    # each is measured from the file first (dimensions.py, biff.py), as loading one too large aborts.
+    with reading_user_file():
+        if kind == "ods":
+            with zipfile.ZipFile(path) as archive:
+                check_total(measure_ods(archive, archive.infolist()), limits)
+        elif kind == "xls":
+            check_total(measure_xls(path, limits), limits)
     with _named_for_calamine(path, kind) as named, reading_user_file():
         workbook = python_calamine.CalamineWorkbook.from_path(named)
     with workbook:
@@ -138,6 +161,10 @@ def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: Spread
         if not names:
             raise BadInput("The file has no sheets.")
         name = _pick_sheet(names, options.sheet, workbook.sheets_metadata)
+        if kind != "ods" and kind != "xls":
+            with reading_user_file(), zipfile.ZipFile(path) as archive:
+                for part in worksheet_parts(archive, name):
+                    check_xlsx_part(archive, part, name, limits, options.header_row)
         with reading_user_file():
             sheet = workbook.get_sheet_by_name(name)
     end = sheet.end
@@ -158,7 +185,11 @@ def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: Spread
         )
     # iter_rows() pads the rows above the data with empty ones, so row i of it is the file's row i.
     header_cells = next(islice(sheet.iter_rows(), header_row - 1, None))
-    header = header_names([cell_text(cell) for cell in header_cells], header_row)
+    header_texts = [cell_text(cell) for cell in header_cells]
+    header = header_names(header_texts, header_row)
+    named_width = len(header_texts)
+    while named_width and not header_texts[named_width - 1]:
+        named_width -= 1
 
     def rows() -> Iterator[Row]:
         cells = cast(Iterator[list[object]], sheet.iter_rows())  # each row a fresh list, ours to hand on
@@ -169,7 +200,7 @@ def _open_workbook(path: Path, kind: str, options: ImportOptions, limits: Spread
             elif empty != len(raw):
                 yield number, [None if value == "" else value for value in raw]
 
-    return Sheet(header, total, kind, name, rows)
+    return Sheet(header, total, kind, name, rows, named_width)
 
 
 def _pick_sheet(

@@ -90,7 +90,12 @@ class RowValidator:
     ``integer``. The constructor raises :class:`BadInput` when a required column is missing.
     """
 
-    def __init__(self, header: list[str], columns: list[ColumnSpec] | None) -> None:
+    def __init__(
+        self, header: list[str], columns: list[ColumnSpec] | None, *, dense_columns: int | None = None
+    ) -> None:
+        """``dense_columns``: records carry every key of the first ``dense_columns`` columns (the ones the
+        header names); a key to the right of them only where the row has a value there (not null), so
+        that one row wider than the header does not widen every stored record."""
         keys = unique_names(header)
         index_of: dict[str, int] = {}
         for index, key in enumerate(keys):
@@ -112,11 +117,22 @@ class RowValidator:
         self._specs = specs
         typed = {index for index, _, _, _ in specs}
         self._untyped = [(index, key) for index, key in enumerate(keys) if index not in typed]
-        self._template = dict.fromkeys(keys)  # every key in column order; validate() fills in a copy
+        dense = len(keys) if dense_columns is None else min(max(dense_columns, 0), len(keys))
+        self._dense = dense
+        self._sparse = [
+            (index, key) for index, key in enumerate(keys) if index >= dense and index not in typed
+        ]
+        if self._sparse:
+            self._untyped = [(index, key) for index, key in self._untyped if index < dense]
+        self._template = dict.fromkeys(
+            keys[:dense]
+        )  # the dense keys in column order; validate() fills a copy
+        self._template.update((key, None) for index, key, _, _ in specs if index >= dense)
 
     @property
     def columns_out(self) -> list[str]:
-        """The keys of every record :meth:`validate` returns, in column order."""
+        """Every key a record :meth:`validate` returns can have, in column order (columns right of
+        ``dense_columns`` appear in a record only where it has a value)."""
         return list(self._keys)
 
     def validate(
@@ -125,13 +141,17 @@ class RowValidator:
         """Return ``(record, [])`` for a good row, or ``(None, errors)`` with one error per bad cell."""
         if len(values) != self._width:
             values = (values + [None] * self._width)[: self._width]
-        if not self._specs:
+        if not self._specs and not self._sparse:
             plain = [v if v.__class__ in _PLAIN else _jsonable(v) for v in values]
             return dict(zip(self._keys, plain, strict=True)), []
         record = self._template.copy()  # cheaper than building a dict from pairs; every key is set below
         for index, key in self._untyped:
             value = values[index]
             record[key] = value if value.__class__ in _PLAIN else _jsonable(value)
+        for index, key in self._sparse:
+            value = values[index]
+            if value is not None:
+                record[key] = value if value.__class__ in _PLAIN else _jsonable(value)
         errors: list[RowError] = []
         for index, key, convert, required in self._specs:
             value = values[index]

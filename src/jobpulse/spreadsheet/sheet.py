@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import python_calamine
+from celery.exceptions import SoftTimeLimitExceeded
 
 from jobpulse.errors import BadInput
 from jobpulse.spreadsheet.schema import unique_names
@@ -21,6 +22,7 @@ __all__ = [
     "Sheet",
     "SpreadsheetLimits",
     "header_names",
+    "misnamed",
     "reading_user_file",
 ]
 
@@ -41,10 +43,13 @@ UNKNOWN_ENCODING = (
 
 @dataclass(frozen=True, slots=True)
 class SpreadsheetLimits:
-    """Bounds on what one upload may cost: its unpacked size (ZIP formats) and its number of data rows."""
+    """Bounds on what one upload may cost: its unpacked size (ZIP formats), its number of data rows, its
+    width and its area (rows x columns), the last two checked before a sheet is loaded."""
 
     max_uncompressed_bytes: int
     max_rows: int
+    max_columns: int = 1000
+    max_cells: int = 20_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,10 @@ class Sheet:
     format: str
     sheet_name: str | None
     _rows: Callable[[], Iterator[Row]] = field(repr=False, compare=False)
+    named_columns: int | None = None
+    """How many columns the header names (up to its last non-empty cell); None: all of them. Columns to
+    the right of these exist only because some row is wider than the header; a record carries them only
+    where that row has a value (:class:`~jobpulse.spreadsheet.schema.RowValidator`'s ``dense_columns``)."""
 
     def rows(self) -> Iterator[Row]:
         """Yield ``(row_number, values)`` for each non-blank data row, in file order.
@@ -75,10 +84,14 @@ class Sheet:
 
 @contextmanager
 def reading_user_file() -> Iterator[None]:
-    """Turn any failure of a library on the user's bytes into BadInput; wrap library calls only."""
+    """Turn any failure of a library on the user's bytes into BadInput; wrap library calls only.
+
+    Celery's soft time limit is raised asynchronously, so it can surface inside a library call: it is
+    re-raised (the job ends FAILED with the time-limit reason, not as a corrupt file).
+    """
     try:
         yield
-    except BadInput:
+    except (BadInput, SoftTimeLimitExceeded):
         raise
     except python_calamine.PasswordError as exc:
         raise BadInput(ENCRYPTED) from exc
@@ -97,3 +110,36 @@ def header_names(texts: list[str], header_row: int) -> list[str]:
             f"Row {header_row}, which should hold the column names, is empty. Check the header row setting."
         )
     return unique_names(texts)
+
+
+# What each file name promises, and how each kind of content is described and named.
+_FAMILY_OF_SUFFIX = {
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",  # with or without macros: the same package, read the same way
+    ".xls": "xls",
+    ".ods": "ods",
+    ".csv": "text",
+    ".tsv": "text",
+    ".txt": "text",
+}
+_CONTENT = {
+    "xlsx": ("an Excel workbook (.xlsx)", ".xlsx"),
+    "xls": ("an Excel 97-2003 workbook (.xls)", ".xls"),
+    "ods": ("an OpenDocument spreadsheet (.ods)", ".ods"),
+    "text": ("CSV text", ".csv"),
+}
+
+
+def misnamed(filename: str, family: str) -> BadInput | None:
+    """The rejection for a file whose name claims a spreadsheet format other than its content's
+    ``family`` ('xlsx', 'xls', 'ods' or 'text'); None when they agree or the name claims no format."""
+    dot = filename.rfind(".")
+    suffix = filename[dot:].lower() if dot >= 0 else ""
+    claimed = _FAMILY_OF_SUFFIX.get(suffix)
+    if claimed is None or claimed == family:
+        return None
+    what, right = _CONTENT[family]
+    return BadInput(
+        f"The file is named {suffix} but contains {what}; rename it to {right} or save it as a real "
+        f"{suffix} file, and upload it again."
+    )

@@ -11,7 +11,9 @@ Three tasks run the same job (docs/architecture.md, "OCR and the GPU queue"):
   forever for a GPU. Whichever of the last two comes second finds the job running (its lease is taken:
   it retries later) or ended (the message is dropped).
 
-Progress: ``decoding`` (0-5%), ``detecting`` (5-35%), ``recognizing`` (35-100%, by text region).
+Progress: ``decoding`` (0-5%), ``detecting`` (5-35%), ``recognizing`` (35-95%, by text region); when
+that reading finds no text or only doubtful text, ``enhancing``, then ``detecting`` and ``recognizing``
+again on the enhanced image, over what is left up to 100% (:mod:`jobpulse.ocr.reading`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from jobpulse.db.models import Job
 from jobpulse.ocr.engine import CUDA_PROVIDER, Device, OcrEngine, engine_for
 from jobpulse.ocr.image import ImageInfo, ImageLimits, decode_image, probe_image
 from jobpulse.ocr.options import OcrOptions
-from jobpulse.ocr.result import Attempt, judge, plural, result_body
+from jobpulse.ocr.reading import read_page
+from jobpulse.ocr.result import Attempt, judge, result_body
 from jobpulse.progress.reporter import Reporter
 from jobpulse.settings import Settings
 from jobpulse.states import JobKind, State
@@ -37,7 +40,6 @@ CPU_TASK, CPU_QUEUE = TASKS[JobKind.AI_INFERENCE]
 GPU_TASK = f"{CPU_TASK}.gpu"
 CPU_AFTER_GPU_WAIT_TASK = f"{CPU_TASK}.cpu_after_gpu_wait"
 
-_DETECT_START, _RECOGNIZE_START = 5.0, 35.0
 NO_CUDA_NOTE = "This worker of the GPU queue has no CUDA execution provider: the job ran on its CPU."
 WAITED_NOTE = "No GPU worker took the job within {wait:g} s: it ran on the CPU."
 
@@ -68,6 +70,33 @@ class _Budget:
     def check_time(self) -> None:
         if time.monotonic() - self.started > self.seconds:
             raise _OverBudget(f"Reading the image takes longer than a CPU worker's {self.seconds:g} s budget")
+
+
+class _Progress:
+    """A reading's progress, written through the job's reporter."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def __call__(
+        self,
+        stage: str,
+        percent: float,
+        message: str,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        show_now: bool = False,
+    ) -> None:
+        if done is None and total is None:  # a step that counts no regions (a second pass's start)
+            self.reporter.current = self.reporter.total = None
+        self.reporter.update(done, total, percent=percent, stage=stage, message=message)
+        if show_now:
+            self.reporter.flush()  # a long step follows: show its stage before it starts
+
+
+def _unlimited() -> None:
+    """No time budget (the GPU queue's attempt, and the CPU's after the wait)."""
 
 
 class OcrJob:
@@ -101,43 +130,31 @@ class OcrJob:
             if budget is not None:
                 budget.started += time.monotonic() - loading  # the model's first load is not the image's
                 budget.check_time()
-            reporter.update(percent=_DETECT_START, stage="detecting", message="Finding the text")
-            reporter.flush()  # detection is one long call: show its stage before it starts
-            page = engine.detect(pixels)
-            del pixels
-            total = page.regions
-            reporter.update(
-                0,
-                total,
-                percent=_RECOGNIZE_START,
-                stage="recognizing",
-                message=f"Found {plural(total, 'text region')}",
+            reading = read_page(
+                engine,
+                pixels,
+                min_confidence,
+                progress=_Progress(reporter),
+                check_time=budget.check_time if budget is not None else _unlimited,
             )
-            reporter.flush()
-            for done in engine.recognize(page):
-                if budget is not None and done < total:
-                    budget.check_time()
-                reporter.update(
-                    done,
-                    total,
-                    percent=_RECOGNIZE_START + (100.0 - _RECOGNIZE_START) * done / max(total, 1),
-                    message=f"Recognized {done:,} of {plural(total, 'text region')}",
-                )
-            lines = engine.lines(page)
+            del pixels
         except _OverBudget as over:
             raise self._hand_off(settings, over.why) from None
+        lines = reading.lines
         verdict = judge(lines, min_confidence)
         timings = {
             "decode_seconds": round(decoded - started, 3),
-            "detect_seconds": round(page.seconds.get("detect", 0.0), 3),
-            "classify_seconds": round(page.seconds.get("classify", 0.0), 3),
-            "recognize_seconds": round(page.seconds.get("recognize", 0.0), 3),
+            "detect_seconds": round(reading.seconds("detect"), 3),
+            "classify_seconds": round(reading.seconds("classify"), 3),
+            "recognize_seconds": round(reading.seconds("recognize"), 3),
+            "enhance_seconds": round(reading.enhance_seconds, 3),
             "total_seconds": round(time.perf_counter() - started, 3),
         }
         result = result_body(
             lines,
             min_confidence,
             image=info.to_dict(),
+            reading=reading.to_dict(),
             engine=engine.describe(),
             execution_provider=engine.provider,
             device="gpu" if engine.provider == CUDA_PROVIDER else "cpu",

@@ -34,7 +34,8 @@ def broker_url(redis_url: str) -> str:
 
 
 def create_celery(settings: Settings, *, register_tasks: bool = True) -> Any:
-    """A Celery app on the Redis broker, with jobpulse's tasks registered (the API only sends: it skips them).
+    """A Celery app on the Redis broker, with jobpulse's tasks and the reaper's worker bootstep
+    registered (the API only sends: it skips them).
 
     Late acks with ``reject_on_worker_lost`` redeliver a job whose worker died; the visibility timeout
     exceeds the longest job, so a job that is merely slow is never delivered twice.
@@ -73,10 +74,13 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Any:
 
     if register_tasks:
         from jobpulse.worker import ai_inference, spreadsheet, video
+        from jobpulse.worker.reaper import ReaperStep
 
         spreadsheet.register(app)
         ai_inference.register(app)
         video.register(app)
+        # Every worker also runs the reaper (jobs whose worker died, lost messages, stale progress).
+        app.steps["worker"].add(ReaperStep)
     return app
 
 

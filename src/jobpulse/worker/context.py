@@ -32,9 +32,30 @@ class WorkerContext:
     jobs: JobRepository
     videos: VideoRepository
 
+    @classmethod
+    def create(cls, settings: Settings) -> WorkerContext:
+        """A context with its own connections (a worker process's, the reaper's, a test's)."""
+        keys = Keyspace.from_settings(settings)
+        client = sync_redis(settings)
+        engine = create_db_engine(settings.resolved_database_url)
+        return cls(
+            settings,
+            keys,
+            client,
+            ProgressStore(client, keys),
+            engine,
+            JobRepository(engine),
+            VideoRepository(engine),
+        )
+
     def records(self, kind: JobKind) -> RecordRepository[Any]:
         """The table that holds records of ``kind``."""
         return self.videos if kind is JobKind.VIDEO else self.jobs
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.redis.close()
+        self.engine.dispose()
 
 
 _contexts: dict[tuple[int, int], WorkerContext] = {}
@@ -45,18 +66,6 @@ def worker_context(app: Any) -> WorkerContext:
     key = (id(app), os.getpid())
     context = _contexts.get(key)
     if context is None:
-        settings: Settings = app.conf.jobpulse_settings
-        keys = Keyspace.from_settings(settings)
-        client = sync_redis(settings)
-        engine = create_db_engine(settings.resolved_database_url)
-        context = WorkerContext(
-            settings,
-            keys,
-            client,
-            ProgressStore(client, keys),
-            engine,
-            JobRepository(engine),
-            VideoRepository(engine),
-        )
+        context = WorkerContext.create(app.conf.jobpulse_settings)
         _contexts[key] = context
     return context

@@ -66,9 +66,11 @@ class SpreadsheetImport:
         limits = SpreadsheetLimits(
             max_uncompressed_bytes=settings.spreadsheet_max_uncompressed_bytes,
             max_rows=settings.spreadsheet_max_rows,
+            max_columns=settings.spreadsheet_max_columns,
+            max_cells=settings.spreadsheet_max_cells,
         )
         sheet = open_sheet(input_path(settings, job.id), job.input_filename, options, limits)
-        validator = RowValidator(sheet.header, options.columns)
+        validator = RowValidator(sheet.header, options.columns, dense_columns=sheet.named_columns)
         total = sheet.total_rows
         reporter.update(0, total, percent=5.0, stage="validating", message=f"Validating {total:,} rows")
         context.jobs.delete_rows(job.id)  # an earlier, interrupted attempt's rows

@@ -3,6 +3,11 @@
 A job kind supplies a :class:`JobHandler`; :func:`run_job` does the rest. The database decides the end:
 terminal updates are conditional, so a job cancelled while it ran, or delivered twice, ends once.
 
+A job is started at most ``job_max_attempts`` times: a worker that dies under it (an input that crashes
+the process) has its message redelivered, and the start past the limit ends the job FAILED, so a poison
+input never loops. A job killed at Celery's hard time limit is ended FAILED by the worker's main process
+(:meth:`JobTask.on_failure`); the reaper (:mod:`jobpulse.worker.reaper`) is the backstop for both.
+
 A handler may also give a job up to other workers by raising :class:`HandOff` (an OCR job the CPU gives
 to the GPU queue): the job moves to the hand-off's active state in the DB and then in Redis, the lease is
 released, and then the hand-off's messages are sent. Whatever runs the job next goes through
@@ -11,6 +16,7 @@ released, and then the hand-off's messages are sent. Whatever runs the job next 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Sequence
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.db.models import Tracked
@@ -31,14 +38,45 @@ from jobpulse.settings import Settings
 from jobpulse.states import RESULT_STATES, JobKind, State
 from jobpulse.worker.app import TASKS
 from jobpulse.worker.context import WorkerContext, worker_context
+from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, mirror_terminal, send_job
 
-__all__ = ["HandOff", "JobHandler", "Outcome", "Requeue", "input_path", "register_task", "run_job"]
+__all__ = [
+    "HandOff",
+    "JobHandler",
+    "JobTask",
+    "Outcome",
+    "Requeue",
+    "input_path",
+    "register_task",
+    "run_job",
+    "time_limit_reason",
+]
 
 log = logging.getLogger(__name__)
 
 FAILED_REASON = (
     "An internal error stopped the job. Please try again later; if it keeps failing, contact support."
 )
+
+
+def time_limit_reason(seconds: int) -> str:
+    """The user-safe reason of a job stopped at its time limit."""
+    if seconds < 60:
+        return f"The job took longer than its {seconds}-second limit."
+    return f"The job took longer than its {seconds // 60}-minute limit."
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, the soft time limit (a reader that turns any
+    error in a file into "unreadable file" must not turn the clock into the user's fault)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SoftTimeLimitExceeded):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass
@@ -119,7 +157,13 @@ def run_job(
         log.warning("job %s: no such job, message dropped", job_id)
         return None
     if State(job.state).terminal:
-        log.info("job %s: already %s, nothing to do", job_id, job.state)
+        # A worker may have died between its DB write and its Redis write: copy the end to Redis (the
+        # Lua script drops it if Redis has it already).
+        log.info("job %s: already %s, nothing to do but copy that to its progress record", job_id, job.state)
+        try:
+            mirror_terminal(context, job)
+        except ServiceUnavailable as exc:
+            log.warning("job %s: progress record not updated (%r); the reaper will", job_id, exc)
         return None
     lease = Lease(context.redis, context.keys, job_id)
     if not lease.acquire():
@@ -131,16 +175,51 @@ def run_job(
 def _run_leased(
     context: WorkerContext, records: RecordRepository[Any], job: Tracked, handler: JobHandler[Any]
 ) -> State | None:
-    if not records.start(job.id, handler.running_state):
+    """Start the job and run it. A start that meets a Redis or database error leaves a marker
+    (``keys.retry``): the reaper does not take the lease-less job for a lost one while its retry waits,
+    and the retry's start is not counted as another attempt (the attempts cap is for dying workers)."""
+    marker = context.keys.retry(job.id)
+    retried = bool(context.redis.exists(marker))
+    attempt = records.start(job.id, handler.running_state, count=not retried)
+    if attempt is None:
         return None
+    if retried:
+        context.redis.delete(marker)
+    try:
+        return _run_started(context, records, job, handler, attempt)
+    except INFRASTRUCTURE_ERRORS:
+        wait_ms = (_MAX_RETRY_DELAY + context.settings.job_lock_seconds) * 1000
+        # If Redis is what failed, there is no marker: the reaper finds the job lease-less and re-queues it.
+        with contextlib.suppress(*REDIS_ERRORS):
+            context.redis.set(marker, attempt, px=wait_ms)
+        raise
+
+
+def _run_started(
+    context: WorkerContext,
+    records: RecordRepository[Any],
+    job: Tracked,
+    handler: JobHandler[Any],
+    attempt: int,
+) -> State | None:
+    settings = context.settings
     reporter = Reporter(
         context.store,
         job.id,
         owner=job.owner,
         kind=job.kind,  # type: ignore[attr-defined]
         state=handler.running_state,
-        min_interval=context.settings.reporter_min_interval_seconds,
+        min_interval=settings.reporter_min_interval_seconds,
+        finish_retry_seconds=settings.finish_retry_seconds,
     )
+    if attempt > settings.job_max_attempts:
+        # Each earlier start ended with its worker dying (the message was redelivered): a poison input.
+        log.warning(
+            "job %s: start %d is over the limit of %d; FAILED", job.id, attempt, settings.job_max_attempts
+        )
+        outcome = Outcome(State.FAILED, error_reason=GAVE_UP_REASON)
+        return _finish(context, records, job, handler, reporter, outcome)
+    time_limit = Outcome(State.FAILED, error_reason=time_limit_reason(settings.job_time_limit_seconds))
     try:
         reporter.transition(handler.running_state, stage="starting")
         outcome = handler.run(job, reporter, context)
@@ -148,20 +227,25 @@ def _run_leased(
         if _record_hand_off(records, job, reporter, handoff):
             raise
         return None
-    except INFRASTRUCTURE_ERRORS:
-        raise  # not the job's fault: the task retries it later (register_task)
+    except SoftTimeLimitExceeded:
+        outcome = time_limit
+    except INFRASTRUCTURE_ERRORS as exc:
+        if not _timed_out(exc):
+            raise  # not the job's fault: the task retries it later (register_task)
+        outcome = time_limit
     except BadInput as exc:
-        outcome = Outcome(State.REJECTED_BAD_INPUT, error_reason=exc.message)
+        timed_out = _timed_out(exc)
+        outcome = time_limit if timed_out else Outcome(State.REJECTED_BAD_INPUT, error_reason=exc.message)
     except JobFailed as exc:
-        outcome = Outcome(State.FAILED, error_reason=exc.message)
+        outcome = time_limit if _timed_out(exc) else Outcome(State.FAILED, error_reason=exc.message)
     except JobCancelled:
         outcome = Outcome(State.CANCELLED)
-    except SoftTimeLimitExceeded:
-        minutes = max(1, context.settings.job_time_limit_seconds // 60)
-        outcome = Outcome(State.FAILED, error_reason=f"The job took longer than its {minutes}-minute limit.")
-    except Exception:
-        log.exception("job %s failed", job.id)
-        outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
+    except Exception as exc:
+        if _timed_out(exc):
+            outcome = time_limit
+        else:
+            log.exception("job %s failed", job.id)
+            outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
     return _finish(context, records, job, handler, reporter, outcome)
 
 
@@ -225,14 +309,35 @@ def _send(app: Any, job_id: str, messages: Sequence[Requeue]) -> None:
     """Send a hand-off's messages, each with a short publish retry (the caller retries the delivery if
     the broker still refuses)."""
     for requeue in messages:
-        app.send_task(
-            requeue.task,
-            args=[job_id],
-            queue=requeue.queue,
-            countdown=requeue.countdown or None,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-        )
+        send_job(app, requeue.task, requeue.queue, job_id, requeue.countdown)
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """The base of jobpulse's job tasks: knows its kind and handler, and ends a job killed at the hard
+    time limit FAILED.
+
+    Celery SIGKILLs the pool child at the hard limit (the soft limit's exception was not honoured in
+    time), then, in the worker's main process, acknowledges the message (``acks_on_failure_or_timeout``)
+    and calls :meth:`on_failure` with ``TimeLimitExceeded``: without this the job would stay RUNNING.
+    """
+
+    jobpulse_kind: JobKind
+    jobpulse_handler: JobHandler[Any]
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if not isinstance(exc, TimeLimitExceeded) or not args:
+            return
+        job_id = str(args[0])
+        context = worker_context(self.app)
+        job = context.records(self.jobpulse_kind).get(job_id)
+        if job is None or State(job.state).terminal:
+            return
+        reason = time_limit_reason(context.settings.job_time_limit_seconds)
+        log.warning("job %s: killed at the hard time limit; FAILED", job_id)
+        try:
+            end_failed(context, self.app, job, reason)
+        except Exception:  # the reaper ends it later
+            log.exception("job %s: could not record the time limit", job_id)
 
 
 def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: str | None = None) -> None:
@@ -240,7 +345,15 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: st
     (``TASKS``), or under ``name`` for another way of running the same kind (the OCR job's GPU attempt)."""
     name = name or TASKS[kind][0]
 
-    @app.task(name=name, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        name=name,
+        bind=True,
+        max_retries=None,
+        shared=False,  # this app's task only: not added to every app made later in the process
+        base=JobTask,
+        jobpulse_kind=kind,
+        jobpulse_handler=handler,
+    )
     def job_task(task: Any, job_id: str) -> str | None:
         context = worker_context(task.app)
         records = context.records(kind)
@@ -263,6 +376,7 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: st
                 raise task.retry(countdown=delay) from exc
             return handoff.state.value
         job = records.get(job_id)
-        if job is None or State(job.state).terminal:
+        # A FAILED job's upload is kept for POST .../retry/ until the job is deleted or pruned.
+        if job is None or (State(job.state).terminal and job.state != State.FAILED.value):
             shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)
         return None if state is None else state.value

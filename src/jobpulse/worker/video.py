@@ -24,7 +24,7 @@ from jobpulse.media.ffmpeg import (
     thumbnail_command,
     transcode_command,
 )
-from jobpulse.media.files import THUMBNAIL, media_folder
+from jobpulse.media.files import THUMBNAIL, fresh_media_folder, media_folder, private_file
 from jobpulse.media.options import VideoOptions
 from jobpulse.media.probe import ProbeLimits, VideoInfo, probe_video
 from jobpulse.media.renditions import Rendition, plan_renditions
@@ -111,9 +111,7 @@ class VideoProcessing:
         names = options.renditions or list(settings.video_renditions)
         renditions = plan_renditions(names, info.width, info.height)
 
-        folder = media_folder(settings, video.id)
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier, interrupted attempt's files
-        folder.mkdir(parents=True)
+        folder = fresh_media_folder(settings, video.id)  # private: 0700, its files 0600
         bar = _Bar(reporter, renditions, info)
         made: list[dict[str, Any]] = []
         for index, rendition in enumerate(renditions):
@@ -127,7 +125,7 @@ class VideoProcessing:
             if last is None or last.out_time_us < _COMPLETE * info.duration_seconds * 1_000_000 - _SLACK_US:
                 raise BadInput("The video ends early: the file is incomplete or damaged.")
             bar.end()
-            made.append(rendition.record(target.stat().st_size, info.duration_seconds))
+            made.append(rendition.record(private_file(target).stat().st_size, info.duration_seconds))
 
         reporter.update(percent=_TRANSCODED, stage="thumbnail", message="Taking a thumbnail")
         self._thumbnail(source, folder / THUMBNAIL, info, settings, reporter)
@@ -159,7 +157,7 @@ class VideoProcessing:
             except FFmpegError as exc:
                 log.warning("thumbnail failed (%d): %s", exc.returncode, exc.stderr)
                 continue
-            if target.is_file() and target.stat().st_size > 0:
+            if target.is_file() and private_file(target).stat().st_size > 0:
                 return
         raise BadInput(_UNDECODABLE)
 

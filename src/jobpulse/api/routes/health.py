@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import text
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from jobpulse.api.deps import ServicesDep
 from jobpulse.api.responses import json_response
@@ -45,6 +45,11 @@ async def readyz(services: ServicesDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics (text format)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text format)",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    response_class=PlainTextResponse,
+)
 async def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

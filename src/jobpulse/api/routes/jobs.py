@@ -13,11 +13,13 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
-from jobpulse.api.lifecycle import cancel, progress_of, queue_job
+from jobpulse.api.lifecycle import cancel, progress_of, queue_job, remove, retry
+from jobpulse.api.limits import read_body
 from jobpulse.api.progress import JOB_KINDS
+from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import job_record, links
 from jobpulse.api.responses import json_response
-from jobpulse.api.uploads import receive_upload
+from jobpulse.api.uploads import FormLimits, receive_upload
 from jobpulse.db.models import Job
 from jobpulse.db.repository import NewJob, utcnow
 from jobpulse.errors import (
@@ -41,6 +43,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+_MAX_ROW_NUMBER = 2**31 - 1  # rows.row_number is a 32-bit INTEGER
+
 # What each kind accepted here takes as options: (raw JSON or None, settings) -> validated model.
 _OPTION_PARSERS: dict[JobKind, Callable[[str | None, Settings], BaseModel]] = {
     JobKind.SPREADSHEET_IMPORT: lambda raw, _settings: parse_options(raw),
@@ -60,12 +64,36 @@ def _size(size: int) -> str:
     return f"{max(1, size // 1024)} KB"
 
 
-@router.post("/", status_code=202, summary="Submit a job (multipart: kind, file, optional options JSON)")
-async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> Response:
+@router.post(
+    "/",
+    status_code=202,
+    summary="Submit a job (multipart: kind, file, optional options JSON)",
+    # The form is streamed by the handler (receive_upload), so it is declared here for OpenAPI.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["kind", "file"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": [kind.value for kind in _OPTION_PARSERS]},
+                            "file": {"type": "string", "format": "binary"},
+                            "options": {"type": "string", "description": "the kind's options, as JSON"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def submit_job(request: Request, services: ServicesDep, owner: SubmittingOwner) -> Response:
     settings = services.settings
     job_id = new_job_id()
     folder = settings.upload_dir / job_id
     declared = request.headers.get("content-length", "")
+    form = FormLimits.from_settings(settings)
 
     def check_fields(fields: dict[str, str]) -> int | None:
         """A form that names its kind before its file is refused before the file is streamed (a kind
@@ -74,7 +102,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
         if "kind" not in fields:
             return None
         limit = _max_upload_bytes(settings, _job_kind(fields))
-        if declared.isdigit() and int(declared) > limit + 256 * 1024:  # the form's other parts: small
+        if declared.isascii() and declared.isdigit() and int(declared) > limit + form.max_bytes:
             raise PayloadTooLarge(f"The file is larger than the limit of {_size(limit)}.")
         return limit
 
@@ -84,6 +112,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: Owner) -> R
         # The larger of the kinds' limits while streaming (the kind may follow the file); the kind's own
         # limit is checked below once the kind is known.
         max_file_bytes=max(settings.max_upload_bytes, settings.ocr_max_upload_bytes),
+        limits=form,
         check_fields=check_fields,
     )
     try:
@@ -183,9 +212,7 @@ def get_rows(
     job = _own_job(services, owner, job_id)
     if job.kind != JobKind.SPREADSHEET_IMPORT.value:
         raise NotFound("Only spreadsheet imports have rows.")
-    if cursor is not None and not cursor.isdigit():
-        raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
-    rows = services.jobs.rows(job.id, after=int(cursor or 0), limit=limit + 1)
+    rows = services.jobs.rows(job.id, after=_row_cursor(cursor), limit=limit + 1)
     next_cursor = str(rows[limit - 1].row_number) if len(rows) > limit else None
     items = [{"row_number": row.row_number, "data": row.data} for row in rows[:limit]]
     return json_response({"items": items, "next_cursor": next_cursor})
@@ -200,11 +227,18 @@ async def cancel_job(job_id: str, services: ServicesDep, owner: Owner) -> Respon
 @router.post(
     "/{job_id}/review/",
     summary="Resolve a REVIEW_REQUIRED job: approve (SUCCESS) or reject (REJECTED_BAD_INPUT)",
+    # The body is read by the handler (bounded, after the token), so it is declared here for OpenAPI.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReviewRequest.model_json_schema()}},
+        }
+    },
 )
 async def review_job(job_id: str, request: Request, services: ServicesDep, owner: Owner) -> Response:
     """Answers 200 with the updated DB record (its ``result.review`` holds the decision and any corrected
     text, beside the model's ``result.text``); 409 when the job is not REVIEW_REQUIRED."""
-    review = _review_request(await request.body())
+    review = _review_request(await read_body(request, services.settings.max_json_body_bytes))
     job = await run_in_threadpool(_own_job, services, owner, job_id)
     if job.state != State.REVIEW_REQUIRED.value:
         raise Conflict(
@@ -243,6 +277,15 @@ async def review_job(job_id: str, request: Request, services: ServicesDep, owner
     return json_response(job_record(reviewed))
 
 
+def _row_cursor(cursor: str | None) -> int:
+    """The row number a rows cursor names (0 for none): ASCII digits within the column's range, else 400."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 10 and int(cursor) <= _MAX_ROW_NUMBER):
+        raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
+    return int(cursor)
+
+
 def _review_request(raw: bytes) -> ReviewRequest:
     """The review body: 400 when it is not JSON, 422 when its fields are wrong."""
     try:
@@ -253,3 +296,28 @@ def _review_request(raw: bytes) -> ReviewRequest:
             code="invalid_json",
         ) from None
     return parse_json_options(ReviewRequest, raw.decode("utf-8", "replace"), "review")
+
+
+@router.delete(
+    "/{job_id}/",
+    status_code=204,
+    summary="Delete a job: its record, imported rows, files and progress (a running job is cancelled first)",
+)
+async def delete_job(job_id: str, services: ServicesDep, owner: Owner) -> Response:
+    """Answers 204; afterwards the id is unknown (404 on the record, UNKNOWN on progress)."""
+    job = await run_in_threadpool(_own_job, services, owner, job_id)
+    await remove(services, job, JobKind(job.kind))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{job_id}/retry/",
+    status_code=202,
+    summary="Run a FAILED job again as a new job (same input and options); 409 in any other state",
+)
+async def retry_job(job_id: str, services: ServicesDep, owner: SubmittingOwner) -> Response:
+    """Answers 202 with the new job's progress body and links; its record's ``retry_of`` names this job."""
+    job = await run_in_threadpool(_own_job, services, owner, job_id)
+    body = await retry(services, job, JobKind(job.kind))
+    body["links"] = links("/jobs", body["id"])
+    return json_response(body, 202, {"location": body["links"]["self"]})

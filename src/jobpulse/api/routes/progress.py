@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, ServicesDep
+from jobpulse.api.limits import read_body
 from jobpulse.api.progress import BATCH_LIMIT
 
 __all__ = ["router"]
@@ -25,7 +27,22 @@ class BatchRequest(BaseModel):
 @router.post(
     "/batch/",
     summary="Progress of many jobs in one call (Redis only; UNKNOWN for ids the caller cannot see)",
+    # The body is read by the handler (after the token is checked), so it is declared here for OpenAPI.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
+        }
+    },
 )
-async def batch_progress(request: BatchRequest, services: ServicesDep, owner: Owner) -> Response:
-    body = await services.progress.batch(owner, request.ids)
+async def batch_progress(request: Request, services: ServicesDep, owner: Owner) -> Response:
+    # The token first (the Owner dependency), then a bounded read, then the parse: a caller without a
+    # token makes the API read nothing, and no caller makes it hold more than the JSON body limit.
+    raw = await read_body(request, services.settings.max_json_body_bytes)
+    try:
+        batch = BatchRequest.model_validate_json(raw)
+    except ValidationError as exc:  # answered like FastAPI's own body errors: 400 not JSON, 422 wrong shape
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=None) from None
+    body = await services.progress.batch(owner, batch.ids)
     return Response(body, media_type="application/json", headers={"cache-control": "private, no-cache"})

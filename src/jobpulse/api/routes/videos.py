@@ -12,11 +12,12 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
-from jobpulse.api.lifecycle import cancel, queue_job
+from jobpulse.api.lifecycle import cancel, queue_job, remove, retry
 from jobpulse.api.progress import VIDEO_KINDS
+from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import links, video_record
 from jobpulse.api.responses import json_response
-from jobpulse.api.uploads import receive_upload
+from jobpulse.api.uploads import FormLimits, receive_upload
 from jobpulse.auth import bearer_token, check_url_signature, url_signature
 from jobpulse.db.models import Video
 from jobpulse.db.repository import NewJob
@@ -34,14 +35,37 @@ router = APIRouter(prefix=BASE, tags=["videos"])
 _CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
 
 
-@router.post("/", status_code=202, summary="Upload a video (multipart: file, optional options JSON)")
-async def upload_video(request: Request, services: ServicesDep, owner: Owner) -> Response:
+@router.post(
+    "/",
+    status_code=202,
+    summary="Upload a video (multipart: file, optional options JSON)",
+    # The form is streamed by the handler (receive_upload), so it is declared here for OpenAPI.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "options": {"type": "string", "description": "the video's options, as JSON"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_video(request: Request, services: ServicesDep, owner: SubmittingOwner) -> Response:
     video_id = new_job_id()
     folder = services.settings.upload_dir / video_id
     upload = await receive_upload(
         request,
         folder,
         max_file_bytes=services.settings.video_max_upload_bytes,
+        limits=FormLimits.from_settings(services.settings),
         # Options sent before the file are checked before the file is streamed.
         check_fields=lambda fields: parse_video_options(fields.get("options")),
     )
@@ -162,3 +186,28 @@ def get_file(
         media_type=_CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
         headers={"cache-control": "private, max-age=3600"},
     )
+
+
+@router.delete(
+    "/{video_id}/",
+    status_code=204,
+    summary="Delete a video: its record, upload, renditions and progress (a running one is cancelled first)",
+)
+async def delete_video(video_id: str, services: ServicesDep, owner: Owner) -> Response:
+    """Answers 204; afterwards the id is unknown (404 on the record, UNKNOWN on progress)."""
+    video = await run_in_threadpool(_own_video, services, owner, video_id)
+    await remove(services, video, JobKind.VIDEO)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{video_id}/retry/",
+    status_code=202,
+    summary="Process a FAILED video again as a new one (same upload and options); 409 in any other state",
+)
+async def retry_video(video_id: str, services: ServicesDep, owner: SubmittingOwner) -> Response:
+    """Answers 202 with the new video's progress body and links; its record's ``retry_of`` names this one."""
+    video = await run_in_threadpool(_own_video, services, owner, video_id)
+    body = await retry(services, video, JobKind.VIDEO)
+    body["links"] = links(BASE, body["id"])
+    return json_response(body, 202, {"location": body["links"]["self"]})
