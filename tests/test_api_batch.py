@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_known_foreign_and_unknown_ids_in_one_call_run_zero_sql(
-    client: httpx.AsyncClient, auth: dict[str, str], app: Any, owner: str
+    idle_client: httpx.AsyncClient, auth: dict[str, str], idle_app: Any, owner: str
 ) -> None:
+    client, app = idle_client, idle_app  # no worker moves the records while they are read
     mine = [(await submit_csv(client, auth)).json()["id"] for _ in range(3)]
     stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
     foreign = (await submit_csv(client, stranger)).json()["id"]
@@ -51,7 +52,8 @@ async def test_known_foreign_and_unknown_ids_in_one_call_run_zero_sql(
     }
 
 
-async def test_ids_are_answered_as_sent(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_ids_are_answered_as_sent(idle_client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    client = idle_client  # the job stays PENDING
     job_id = (await submit_csv(client, auth)).json()["id"]
     items = (await client.post("/progress/batch/", headers=auth, json={"ids": [job_id.upper()]})).json()[
         "items"

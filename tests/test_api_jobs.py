@@ -188,8 +188,9 @@ async def test_a_bad_kind_is_refused_before_the_file_is_streamed(
 
 
 async def test_ids_are_case_insensitive_on_every_route(
-    client: httpx.AsyncClient, auth: dict[str, str]
+    idle_client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
+    client = idle_client  # the job stays PENDING
     job_id = (await submit_csv(client, auth)).json()["id"]
     assert (await client.get(f"/jobs/{job_id.upper()}/", headers=auth)).json()["id"] == job_id
     assert (await client.get(f"/jobs/{job_id.upper()}/progress/", headers=auth)).json()["state"] == "PENDING"

@@ -17,7 +17,10 @@ from tests.jobs import CSV, submit_csv
 pytestmark = pytest.mark.integration
 
 
-async def test_submission_answers_pending_with_links(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_submission_answers_pending_with_links(
+    idle_client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    client = idle_client  # no worker takes the job: it stays PENDING at version 1
     response = await submit_csv(client, auth)
     assert response.status_code == 202, response.text
     body = response.json()
@@ -34,7 +37,10 @@ async def test_submission_answers_pending_with_links(client: httpx.AsyncClient, 
     assert progress.headers["etag"] == '"1"'
 
 
-async def test_etag_and_304(client: httpx.AsyncClient, auth: dict[str, str], app: Any, owner: str) -> None:
+async def test_etag_and_304(
+    idle_client: httpx.AsyncClient, auth: dict[str, str], idle_app: Any, owner: str
+) -> None:
+    client, app = idle_client, idle_app  # no worker moves the record between the reads
     job_id = (await submit_csv(client, auth)).json()["id"]
     first = await client.get(f"/jobs/{job_id}/progress/", headers=auth)
     etag = first.headers["etag"]
@@ -123,8 +129,9 @@ async def test_db_record_matches_and_other_owner_gets_404(
 
 
 async def test_the_documented_fastapi_route_answers_like_the_layer(
-    client: httpx.AsyncClient, auth: dict[str, str], app: Any
+    idle_client: httpx.AsyncClient, auth: dict[str, str], idle_app: Any
 ) -> None:
+    client, app = idle_client, idle_app  # no worker moves the record between the two reads
     job_id = (await submit_csv(client, auth)).json()["id"]
     inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=app.app), base_url="http://test")
     async with inner:

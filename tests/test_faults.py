@@ -518,6 +518,7 @@ async def test_postgres_restarted_mid_run(
         record = await client.get(f"/jobs/{job_id}/", headers=auth)
     assert record.json()["result"]["rows_imported"] == rows
     job = stack.jobs.get(job_id)
-    assert job is not None and job.state == "SUCCESS" and 2 <= job.attempts <= MAX_ATTEMPTS
+    # The retry after a database error is the same attempt: the attempts cap counts workers that died.
+    assert job is not None and job.state == "SUCCESS" and job.attempts == 1
     assert stack.rows(job_id) == (rows, rows)
     assert stack.results_logged() == 1
