@@ -193,18 +193,6 @@ class RecordRepository(Generic[R]):
         with self.session() as session:
             return list(session.scalars(query))
 
-    def expired(self, before: datetime, *, limit: int = 1000) -> list[R]:
-        """Terminal records that ended before ``before`` (what retention removes), oldest first."""
-        model: Any = self.model
-        query = (
-            select(self.model)
-            .where(model.finished_at < before, model.state.in_(_TERMINAL))
-            .order_by(model.finished_at)
-            .limit(limit)
-        )
-        with self.session() as session:
-            return list(session.scalars(query))
-
     def set_state(self, record_id: str, state: State, **columns: Any) -> bool:
         """Record a non-terminal transition (e.g. FALLBACK_TO_GPU), or write ``columns`` of an active
         record (what a video's probe found); False if the record is terminal."""
@@ -245,8 +233,9 @@ class RecordRepository(Generic[R]):
     def expired_page(
         self, before: datetime, *, after: tuple[datetime | None, str] | None, limit: int
     ) -> list[R]:
-        """Like :meth:`expired`, one page at a time: the records after ``after`` (the last page's
-        ``(finished_at, id)``), so a pass that keeps what it reads (a dry run) still moves on."""
+        """Terminal records that ended before ``before`` (what retention removes), oldest first, one page
+        at a time: the records after ``after`` (the last page's ``(finished_at, id)``), so a pass that
+        keeps what it reads (a dry run) still moves on."""
         model: Any = self.model
         query = select(self.model).where(model.finished_at < before, model.state.in_(_TERMINAL))
         if after is not None:
