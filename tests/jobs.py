@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 CSV = b"name,age\nAda,36\nGrace,45\n"
 
@@ -66,3 +69,13 @@ async def apoll_until(
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {states}")
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; fail saying ``what`` never
+    happened after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return value

@@ -4,11 +4,9 @@ server, a real Celery worker, Redis and the database."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ from jobpulse.keys import Keyspace
 from jobpulse.settings import Settings
 from jobpulse.states import State
 from tests.conftest import SECRET, app_client
-from tests.jobs import CSV, apoll_until, poll_until_terminal, submit_csv, submit_file
+from tests.jobs import CSV, apoll_until, poll_until_terminal, submit_csv, submit_file, wait_for
 from tests.services import RedisServer, Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -43,14 +41,6 @@ def repositories(settings: Settings) -> Iterator[tuple[JobRepository, VideoRepos
 @pytest.fixture
 def jobs(repositories: tuple[JobRepository, VideoRepository]) -> JobRepository:
     return repositories[0]
-
-
-def wait_for(check: Any, what: str, timeout: float = 60.0) -> None:
-    """Poll ``check()`` until it is true, or fail saying ``what`` never happened."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def assert_gone(http: httpx.Client, auth: dict[str, str], job_id: str, base: str = "/jobs") -> None:

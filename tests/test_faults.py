@@ -1,7 +1,8 @@
 """Faults, with real processes: a worker's pool child or the whole worker SIGKILLed mid-job, a job that
 kills its worker every time it starts, Redis stopped for 30 s mid-run, PostgreSQL restarted mid-run.
 
-Each test has its own Redis, worker and database (on the session's database server). Each asserts what a
+Each test has its own Redis, worker and database (on the session's database server; the PostgreSQL
+restart has a PostgreSQL cluster of its own, so it runs on both passes of the suite). Each asserts what a
 user must be able to count on: the job ends exactly once (one terminal progress write, the last one; its
 rows imported once; one run of the task recording a result) or ends FAILED after the attempts limit with
 a user-safe reason; nothing stays RUNNING, PENDING or UNKNOWN.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +41,7 @@ from jobpulse.db.migrate import upgrade
 from jobpulse.db.repository import JobRepository
 from jobpulse.settings import Settings
 from tests.conftest import app_client
-from tests.jobs import submit_csv
+from tests.jobs import submit_csv, wait_for
 from tests.services import PostgresServer, RedisServer, Worker
 
 pytestmark = pytest.mark.integration
@@ -50,15 +53,6 @@ OUTAGE_SECONDS = 30.0  # the issue's Redis outage
 
 def csv_of(rows: int) -> bytes:
     return b"id,name\n" + b"".join(b"%d,person %d\n" % (n, n) for n in range(rows))
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 class EventLog:
@@ -91,7 +85,7 @@ class EventLog:
 
     def assert_one_result(self, job_id: str, state: str) -> None:
         """One terminal write, ``state``, and it is the last; versions only go up."""
-        wait_for(lambda: any(r["state"] == state for r in self.records[job_id]), 5, "the terminal event")
+        wait_for(lambda: any(r["state"] == state for r in self.records[job_id]), "the terminal event", 5)
         records = list(self.records[job_id])
         versions = [int(r["version"]) for r in records]
         assert versions == sorted(set(versions)), versions
@@ -190,7 +184,8 @@ def make_stack(
     """Start a stack whose worker has ``FAULT_ENV`` plus the given ``JOBPULSE_*`` settings."""
     started: list[Stack] = []
 
-    def make(concurrency: int = 1, **overrides: str) -> Stack:
+    def make(concurrency: int = 1, database_url: str | None = None, **overrides: str) -> Stack:
+        database = database_url or own_database
         redis_server = RedisServer(tmp_path / "redis")
         redis_server.start()
         data_dir = tmp_path / "data"
@@ -198,7 +193,7 @@ def make_stack(
             **base_env,
             **FAULT_ENV,
             "REDIS_URL": redis_server.url,
-            "DATABASE_URL": own_database,
+            "DATABASE_URL": database,
             "JOBPULSE_DATA_DIR": str(data_dir),
         }
         env.update({f"JOBPULSE_{name.upper()}": value for name, value in overrides.items()})
@@ -206,17 +201,17 @@ def make_stack(
         api_settings = settings.model_copy(
             update={
                 "redis_url": redis_server.url,
-                "database_url": own_database,
+                "database_url": database,
                 "data_dir": data_dir,
                 "redis_timeout_seconds": 0.5,
             }
         )
-        stack = Stack(redis_server, worker, api_settings, JobRepository(create_db_engine(own_database)))
+        stack = Stack(redis_server, worker, api_settings, JobRepository(create_db_engine(database)))
         started.append(stack)
         worker.start()
         # The reaper's first pass marks the new Redis (its epoch): jobs submitted after it are not
         # re-queued as if Redis had lost their messages (harmless duplicates, but they blur the counts).
-        wait_for(stack.epoch_marked, 15, "the reaper's first pass")
+        wait_for(stack.epoch_marked, "the reaper's first pass", 15)
         return stack
 
     yield make
@@ -390,7 +385,7 @@ async def test_a_job_that_kills_its_worker_every_time_ends_failed_after_the_limi
     assert final["state"] == "FAILED" and final["error_reason"] == job.error_reason
     log.assert_one_result(job_id, "FAILED")
     # Never loops: once no message for it is left anywhere, it was not started again.
-    wait_for(stack.queues_empty, 15, "no message left for the job")
+    wait_for(stack.queues_empty, "no message left for the job", 15)
     again = stack.jobs.get(job_id)
     assert again is not None and again.state == "FAILED" and again.attempts == job.attempts
     # Ended by the start past the limit (a task run records FAILED), or by the reaper first (none does).
@@ -481,19 +476,35 @@ async def test_redis_stopped_for_30_s_mid_run(make_stack: Callable[..., Stack], 
     assert stack.rows(queued_id) == (1000, 1000)
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster of the test's own (``scripts/postgres.sh``), migrated: the test
+    stops and starts it, never the session's server, and runs on the SQLite pass too. Without the
+    PostgreSQL binaries it fails (``make test`` installs them), as a test with a missing service does."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "postgres.sh"
+    folder = tempfile.mkdtemp(prefix="jobpulse-faults-pg-")  # /tmp: the postgres user reaches it
+    try:
+        started = subprocess.run(
+            [str(script), "start", folder], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert started.returncode == 0, f"no PostgreSQL cluster could be started: {started.stderr}"
+        url = started.stdout.strip()
+        engine = create_db_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        subprocess.run([str(script), "stop", folder], capture_output=True, timeout=60, check=False)
+
+
 async def test_postgres_restarted_mid_run(
-    make_stack: Callable[..., Stack], auth: dict[str, str], database_url: str
+    make_stack: Callable[..., Stack], auth: dict[str, str], own_postgres: str
 ) -> None:
     """The API answers 503 (not 500) while the database is down; the running import hits the outage,
     is retried once the database is back, and ends SUCCESS once."""
-    if not database_url.startswith("postgres"):
-        pytest.skip(
-            "not applicable on SQLite: restarts the PostgreSQL server of JOBPULSE_TEST_DATABASE_URL "
-            "(scripts/test.sh and CI run the suite again on PostgreSQL, where this test runs)"
-        )
-    server = PostgresServer(database_url)
+    server = PostgresServer(own_postgres)
     rows = 300_000
-    stack = make_stack(spreadsheet_batch_rows="50")
+    stack = make_stack(database_url=own_postgres, spreadsheet_batch_rows="50")
     async with stack.client() as client:
         job_id = await submit(client, auth, rows)
         body = await wait_progress(client, auth, job_id, running_past(5), 60, "the import to run")

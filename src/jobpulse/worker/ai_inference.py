@@ -30,15 +30,13 @@ from jobpulse.ocr.result import Attempt, judge, result_body
 from jobpulse.progress.reporter import Reporter
 from jobpulse.settings import Settings
 from jobpulse.states import JobKind, State
-from jobpulse.worker.app import GPU_QUEUE, TASKS
+from jobpulse.worker.app import CPU_AFTER_GPU_WAIT_TASK, GPU_QUEUE, GPU_TASK, TASKS
 from jobpulse.worker.context import WorkerContext
 from jobpulse.worker.task import HandOff, Outcome, Requeue, input_path, register_task
 
 __all__ = ["CPU_AFTER_GPU_WAIT_TASK", "GPU_TASK", "OcrJob", "register"]
 
-CPU_TASK, CPU_QUEUE = TASKS[JobKind.AI_INFERENCE]
-GPU_TASK = f"{CPU_TASK}.gpu"
-CPU_AFTER_GPU_WAIT_TASK = f"{CPU_TASK}.cpu_after_gpu_wait"
+CPU_QUEUE = TASKS[JobKind.AI_INFERENCE][1]
 
 NO_CUDA_NOTE = "This worker of the GPU queue has no CUDA execution provider: the job ran on its CPU."
 WAITED_NOTE = "No GPU worker took the job within {wait:g} s: it ran on the CPU."

@@ -11,7 +11,7 @@ from celery import Celery
 from jobpulse.settings import Settings
 from jobpulse.states import JobKind
 
-__all__ = ["GPU_QUEUE", "QUEUES", "TASKS", "create_celery"]
+__all__ = ["CPU_AFTER_GPU_WAIT_TASK", "GPU_QUEUE", "GPU_TASK", "QUEUES", "TASKS", "create_celery"]
 
 # Each job kind runs on its own queue, so a flood of one kind never starves another: a worker that
 # listens on several queues takes from them in turn, and a deployment runs workers per queue.
@@ -22,6 +22,10 @@ TASKS: dict[JobKind, tuple[str, str]] = {
 }
 # AI jobs the CPU gave up on wait here for a worker started with `--queues ai-gpu`.
 GPU_QUEUE = "ai-gpu"
+# The OCR job's other two tasks (worker/ai_inference.py): its attempt on a GPU worker, and its attempt on
+# the CPU once no GPU worker took it in time. Named here, so the reaper can send them without the job.
+GPU_TASK = f"{TASKS[JobKind.AI_INFERENCE][0]}.gpu"
+CPU_AFTER_GPU_WAIT_TASK = f"{TASKS[JobKind.AI_INFERENCE][0]}.cpu_after_gpu_wait"
 # What `jobpulse worker` (and so `jobpulse up`) listens on without --queues: everything.
 QUEUES = tuple(sorted({queue for _, queue in TASKS.values()} | {GPU_QUEUE}))
 

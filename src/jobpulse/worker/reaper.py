@@ -27,7 +27,6 @@ guarded by ``keys.prune_lock``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import secrets
 import threading
@@ -45,8 +44,8 @@ from jobpulse.progress.lua import lua_source
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.retention import prune
 from jobpulse.settings import Settings
-from jobpulse.states import State
-from jobpulse.worker.app import GPU_QUEUE, TASKS
+from jobpulse.states import JobKind, State
+from jobpulse.worker.app import CPU_AFTER_GPU_WAIT_TASK, GPU_QUEUE, GPU_TASK, TASKS
 from jobpulse.worker.context import WorkerContext
 from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, kind_of, mirror_terminal, send_job
 
@@ -87,9 +86,9 @@ def _requeue(app: Any, settings: Settings, record: Tracked) -> None:
     sent (the GPU queue, and the CPU after the wait); any other job its kind's first task."""
     kind = kind_of(record)
     if record.state == State.FALLBACK_TO_GPU.value:
-        ocr = importlib.import_module("jobpulse.worker.ai_inference")  # imports this module's importers
-        send_job(app, ocr.GPU_TASK, GPU_QUEUE, record.id)
-        send_job(app, ocr.CPU_AFTER_GPU_WAIT_TASK, ocr.CPU_QUEUE, record.id, settings.ocr_gpu_wait_seconds)
+        send_job(app, GPU_TASK, GPU_QUEUE, record.id)
+        cpu_queue = TASKS[JobKind.AI_INFERENCE][1]
+        send_job(app, CPU_AFTER_GPU_WAIT_TASK, cpu_queue, record.id, settings.ocr_gpu_wait_seconds)
         return
     name, queue = TASKS[kind]
     send_job(app, name, queue, record.id)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
 from jobpulse.api.lifecycle import cancel, progress_of, queue_job, remove, retry
-from jobpulse.api.limits import read_body
+from jobpulse.api.limits import in_words, read_body
 from jobpulse.api.progress import JOB_KINDS
 from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import job_record, links
@@ -57,13 +57,6 @@ def _max_upload_bytes(settings: Settings, kind: JobKind) -> int:
     return settings.ocr_max_upload_bytes if kind is JobKind.AI_INFERENCE else settings.max_upload_bytes
 
 
-def _size(size: int) -> str:
-    """A limit in words, as the upload reader says it."""
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.0f} MB"
-    return f"{max(1, size // 1024)} KB"
-
-
 @router.post(
     "/",
     status_code=202,
@@ -103,7 +96,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: SubmittingO
             return None
         limit = _max_upload_bytes(settings, _job_kind(fields))
         if declared.isascii() and declared.isdigit() and int(declared) > limit + form.max_bytes:
-            raise PayloadTooLarge(f"The file is larger than the limit of {_size(limit)}.")
+            raise PayloadTooLarge(f"The file is larger than the limit of {in_words(limit)}.")
         return limit
 
     upload = await receive_upload(
@@ -123,7 +116,7 @@ async def submit_job(request: Request, services: ServicesDep, owner: SubmittingO
             raise InvalidRequest("The uploaded file is empty.", code="empty_file")
         limit = _max_upload_bytes(settings, kind)
         if upload.file.size_bytes > limit:
-            raise PayloadTooLarge(f"The file is larger than the limit of {_size(limit)}.")
+            raise PayloadTooLarge(f"The file is larger than the limit of {in_words(limit)}.")
         parsed = _OPTION_PARSERS[kind](upload.fields.get("options"), settings)
         new = NewJob(
             id=job_id,
