@@ -351,13 +351,13 @@ def seed_job(api_url: str, token: str, redis_url: str) -> str:
     from jobpulse.progress.record import ProgressUpdate
     from jobpulse.progress.store import ProgressStore
     from jobpulse.settings import Settings
-    from jobpulse.states import JobKind, State
+    from jobpulse.states import State
 
     csv = ("data.csv", b"name,amount\nalpha,1\nbeta,2\n", "text/csv")
     reply = httpx.post(
         f"{api_url}/jobs/",
         headers={"Authorization": f"Bearer {token}"},
-        data={"kind": JobKind.SPREADSHEET_IMPORT.value},
+        data={"kind": "spreadsheet_import"},
         files={"file": csv},
         timeout=30,
     )
@@ -374,9 +374,7 @@ def seed_job(api_url: str, token: str, redis_url: str) -> str:
     )
     keys = Keyspace.from_settings(Settings(redis_url=redis_url, secret_key=SECRET))
     with redis.Redis.from_url(redis_url) as client:
-        result = ProgressStore(client, keys).write(
-            job_id, update, owner=OWNER, kind=JobKind.SPREADSHEET_IMPORT.value
-        )
+        result = ProgressStore(client, keys).write(job_id, update, owner=OWNER, kind="spreadsheet_import")
     if not result.accepted:
         raise RuntimeError(f"the RUNNING progress record was refused: {result}")
     return job_id

@@ -72,6 +72,14 @@ if [ "$want_test" = 1 ]; then
       "Debian 12's own package is 18: install 20 from nodesource.com or nodejs.org" >&2
     exit 1
   fi
+  # The example plugin (examples/rows_export), whose job kind the tests run end to end. Its dependency
+  # on jobpulse is met by the editable install above, so pip leaves that one as it is.
+  plugin_stamp=.venv/.installed-rows-export
+  if [ ! -f "$plugin_stamp" ] || [ examples/rows_export/pyproject.toml -nt "$plugin_stamp" ] ||
+     [ "$stamp" -nt "$plugin_stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e examples/rows_export
+    touch "$plugin_stamp"
+  fi
   js_stamp=clients/js/node_modules/.installed
   if [ ! -f "$js_stamp" ] || [ clients/js/package-lock.json -nt "$js_stamp" ]; then
     npm ci --prefix clients/js --no-audit --no-fund --loglevel=error

@@ -9,6 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
+echo "== import-linter"; lint-imports --no-logo
 echo "== browser client: tsc --checkJs, node --test"
 npm run --silent --prefix clients/js typecheck
 npm test --silent --prefix clients/js

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,9 @@ import httpx
 from jobpulse.db.engine import create_db_engine
 from jobpulse.embedded import RedisServer, free_port
 
-__all__ = ["ApiServer", "PostgresServer", "RedisServer", "Worker", "service_env", "stop_group"]
+__all__ = ["REPO_ROOT", "ApiServer", "PostgresServer", "RedisServer", "Worker", "service_env", "stop_group"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -41,15 +43,21 @@ def service_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 class Worker:
-    """``jobpulse worker`` as a subprocess."""
+    """``jobpulse worker`` (or another Celery worker's ``command``) as a subprocess."""
 
     def __init__(
-        self, env: Mapping[str, str], log: Path, concurrency: int = 2, queues: str | None = None
+        self,
+        env: Mapping[str, str],
+        log: Path,
+        concurrency: int = 2,
+        queues: str | None = None,
+        command: Sequence[str] = (),
     ) -> None:
         self.env = env
         self.log = log
         self.concurrency = concurrency
         self.queues = queues  # comma-separated; None: every queue
+        self.command = tuple(command)  # run from the repository root; () is ``jobpulse worker``
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -57,11 +65,13 @@ class Worker:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [
+                self.command
+                or [
                     *(sys.executable, "-m", "jobpulse", "worker", "--concurrency", str(self.concurrency)),
                     *(("--queues", self.queues) if self.queues else ()),
                 ],
                 env=dict(self.env),
+                cwd=REPO_ROOT if self.command else None,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from jobpulse.auth import mint_token
-from jobpulse.progress.record import ProgressUpdate
+from jobpulse.client import AsyncClient
+from jobpulse.progress.record import ProgressUpdate, encode_details
 from jobpulse.states import State
 from tests.conftest import SECRET
 from tests.jobs import CSV, submit_csv
@@ -120,7 +121,12 @@ async def test_db_record_matches_and_other_owner_gets_404(
     job_id = (await submit_csv(idle_client, auth)).json()["id"]  # no worker takes it: it stays PENDING
     record = (await idle_client.get(f"/jobs/{job_id}/", headers=auth)).json()
     assert record["state"] == "PENDING"
-    assert record["input"] == {"filename": "people.csv", "size_bytes": len(CSV), "content_type": "text/csv"}
+    assert record["input"] == {
+        "filename": "people.csv",
+        "size_bytes": len(CSV),
+        "content_type": "text/csv",
+        "data": None,
+    }
     stranger = {"Authorization": f"Bearer {mint_token(SECRET, 'mallory', 60)}"}
     response = await idle_client.get(f"/jobs/{job_id}/", headers=stranger)
     assert response.status_code == 404
@@ -162,3 +168,31 @@ async def test_head_and_odd_headers_never_500(client: httpx.AsyncClient, auth: d
         assert response.status_code == 401
     response = await client.get("/jobs/" + "a" * 5000 + "/progress/", headers=auth)
     assert response.json()["state"] == "UNKNOWN"
+
+
+async def test_details_reach_the_poll_the_batch_and_the_sdk(
+    idle_client: httpx.AsyncClient, auth: dict[str, str], idle_app: Any, owner: str, token: str
+) -> None:
+    client = idle_client  # no worker moves the record: what the test writes is what a poll reads
+    job_id = (await submit_csv(client, auth)).json()["id"]
+    progress = f"/jobs/{job_id}/progress/"
+    assert (await client.get(progress, headers=auth)).json()["details"] is None  # never set
+    details = {"file": "people.csv", "by_category": {"valid": 2, "invalid": 1}, "names": ["é" * 40] * 10}
+    await idle_app.state.services.store.write(
+        job_id,
+        ProgressUpdate(State.RUNNING, percent=30, details=encode_details(details, 2048)),
+        owner=owner,
+        kind="spreadsheet_import",
+    )
+    body = (await client.get(progress, headers=auth)).json()
+    assert body["details"] == details
+    assert list(body)[list(body).index("error_reason") + 1] == "details"
+    missing = str(uuid.uuid4())
+    batch = (await client.post("/progress/batch/", json={"ids": [job_id, missing]}, headers=auth)).json()
+    assert batch["items"][job_id]["details"] == details
+    assert batch["items"][missing]["details"] is None  # UNKNOWN carries null
+    assert (await client.get(f"/jobs/{missing}/progress/", headers=auth)).json()["details"] is None
+    transport = httpx.ASGITransport(app=idle_app)
+    async with AsyncClient("http://test", token=token, transport=transport) as sdk:
+        assert (await sdk.progress(job_id)).details == details
+        assert (await sdk.progress_many([missing]))[missing].details is None

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from jobpulse.client.display import JobDisplay, summary
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 
 
 def record(state: str, version: int, **fields: Any) -> Progress:
@@ -59,3 +59,18 @@ def test_off_a_terminal_each_change_is_a_line_and_the_summary_carries_the_reason
         summary(record("SUCCESS", 3, percent=100, message="Imported 2 rows"))
     )
     assert buffer.getvalue().split() == ["SUCCESS", "100.0%", "Imported", "2", "rows"]
+
+
+def test_the_sdk_record_carries_details_and_the_summary_shows_them_short() -> None:
+    details = {"file": "people.csv", "counts": {"valid": 2, "invalid": 1}}
+    running = record("RUNNING", 4, percent=50, message="Half", details=details, a_field_of_a_newer_server=1)
+    assert running.details == details
+    assert running.as_dict()["details"] == details
+    assert hash(running) == hash(record("RUNNING", 4, percent=50, message="Half", details=details))
+    assert record("RUNNING", 4).details is None  # an older server sends none
+    assert record("RUNNING", 4, details="not an object").details is None
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(summary(running))
+    assert buffer.getvalue().rstrip().endswith('Half  (file: people.csv, counts: {"valid": 2, "invalid": 1})')
+    long = summary(record("RUNNING", 5, details={"names": ["x" * 20] * 10})).plain
+    assert long.endswith("…)") and len(long) < 100

@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from jobpulse.broker import create_celery
+from jobpulse.kinds import KindRegistry
+from jobpulse.ocr.kind import CPU_AFTER_GPU_WAIT_TASK
 from jobpulse.settings import Settings
-from jobpulse.worker.ai_inference import CPU_AFTER_GPU_WAIT_TASK
-from jobpulse.worker.app import create_celery
 from tests.conftest import app_client
 from tests.ocr_support import TEXT, render_page, similarity
 from tests.services import RedisServer, Worker
@@ -101,7 +102,7 @@ async def test_over_the_cpu_budget_a_gpu_queue_worker_takes_the_job(
         assert similarity(result["text"], TEXT) > 0.9
 
         # The CPU's delayed message, delivered now (a duplicate, in effect): dropped, nothing changes.
-        celery = create_celery(settings.model_copy(update={"redis_url": own_redis.url}), register_tasks=False)
+        celery = create_celery(settings.model_copy(update={"redis_url": own_redis.url}), KindRegistry.load())
         celery.send_task(CPU_AFTER_GPU_WAIT_TASK, args=[job_id], queue="ai")
         celery.close()
         deadline = time.monotonic() + 10

@@ -28,8 +28,8 @@ from jobpulse.ids import new_job_id
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
-from jobpulse.worker.app import create_celery
+from jobpulse.states import State
+from jobpulse.worker.app import create_worker_app
 from jobpulse.worker.context import WorkerContext
 from jobpulse.worker.reaper import Reaper, ReaperMemory, reap_once
 from jobpulse.worker.recovery import GAVE_UP_REASON
@@ -72,7 +72,7 @@ def open_stack(folder: Path, redis_url: str, **overrides: Any) -> Iterator[Stack
         **overrides,
     )
     context = WorkerContext.create(settings)
-    app = create_celery(settings)
+    app = create_worker_app(settings)
     client = redis.Redis.from_url(redis_url)
     try:
         yield Stack(context, app, client)
@@ -93,22 +93,24 @@ def new_job(
     *,
     state: State = State.PENDING,
     starts: int = 0,
-    kind: JobKind = JobKind.SPREADSHEET_IMPORT,
+    kind: str = "spreadsheet_import",
     progress: ProgressUpdate | None = None,
 ) -> Tracked:
     """A job in the database, started ``starts`` times (state RUNNING), or moved to ``state``; and its
     progress record (``progress``, or the state's plain record)."""
     context = stack.context
-    records = context.records(kind)
+    declared = context.kinds.get(kind)
+    assert declared is not None
+    records = context.records(declared)
     job_id = new_job_id()
-    new = NewJob(job_id, kind.value, "owner-1", {}, "people.csv", 10, "text/csv")
+    new = NewJob(job_id, kind, "owner-1", {}, "people.csv", 10, "text/csv")
     records.create(new)
     for _ in range(starts):
         records.start(job_id, State.RUNNING)
     if state not in (State.PENDING, State.RUNNING):
         assert records.set_state(job_id, state)
     update_ = progress or ProgressUpdate(State.RUNNING if starts else state, percent=0.0)
-    context.store.write(job_id, update_, owner="owner-1", kind=kind.value)
+    context.store.write(job_id, update_, owner="owner-1", kind=kind)
     record: Tracked | None = records.get(job_id)
     assert record is not None
     return record
@@ -173,7 +175,7 @@ def test_a_lease_less_running_job_is_requeued_then_failed_at_the_cap(stack: Stac
 
 
 def test_a_running_video_without_a_lease_is_requeued_to_its_queue(stack: Stack) -> None:
-    video = new_job(stack, kind=JobKind.VIDEO, state=State.PROCESSING)
+    video = new_job(stack, kind="video", state=State.PROCESSING)
     stack.context.videos.start(video.id, State.PROCESSING)
     now = time.time()
     memory = ReaperMemory()
@@ -236,7 +238,7 @@ def test_losing_the_epoch_requeues_queued_jobs(stack: Stack) -> None:
     client = stack.client
     assert reap_once(stack.context, stack.app, time.time()).epoch_lost  # a new Redis: marked now
     pending = new_job(stack)
-    fallback = new_job(stack, kind=JobKind.AI_INFERENCE, state=State.FALLBACK_TO_GPU)
+    fallback = new_job(stack, kind="ai_inference", state=State.FALLBACK_TO_GPU)
     calm = reap_once(stack.context, stack.app, time.time())
     assert not calm.epoch_lost and calm.requeued == []
 

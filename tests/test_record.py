@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -11,8 +14,11 @@ from jobpulse.errors import InvalidRequest
 from jobpulse.progress.record import (
     PollPolicy,
     ProgressUpdate,
+    encode_details,
     iso_ms,
     progress_body,
+    progress_from_job,
+    render_progress,
     render_unknown,
 )
 from jobpulse.states import State
@@ -52,6 +58,7 @@ def test_body_from_a_raw_record() -> None:
         "stage": "validating",
         "message": "Validated 4,250 of 10,000 rows",
         "error_reason": None,
+        "details": None,
         "eta_seconds": 12.3,
         "updated_at": "2026-11-27T09:29:54.123Z",
         "version": 17,
@@ -112,3 +119,63 @@ def test_fields_encode_nulls_as_empty_and_numbers_compactly() -> None:
     assert pairs["current"] == "3"
     assert pairs["total"] == ""
     assert len(pairs["message"]) == 1000
+
+
+def test_stored_details_are_rendered_as_json_in_place() -> None:
+    details = encode_details({"file": "b.csv", "by_category": {"ok": 3, "bad": 1}, "ratio": 0.5}, 2048)
+    assert details is not None
+    fields = ProgressUpdate(State.RUNNING, details=details).fields()
+    raw = dict(zip((f.encode() for f in fields[::2]), (v.encode() for v in fields[1::2]), strict=True))
+    raw = {key: value for key, value in raw.items() if value} | {b"state": b"RUNNING", b"version": b"2"}
+    body = orjson.loads(render_progress("j", raw, 0, POLICY))
+    assert body["details"] == {"file": "b.csv", "by_category": {"ok": 3, "bad": 1}, "ratio": 0.5}
+    assert list(body).index("details") == list(body).index("error_reason") + 1
+    fallback = progress_from_job(
+        "j", "spreadsheet_import", ProgressUpdate(State.RUNNING, details=details), POLICY
+    )
+    assert orjson.loads(orjson.dumps(fallback))["details"]["file"] == "b.csv"
+
+
+def test_details_are_never_cut_like_text() -> None:
+    details = encode_details({"names": ["x" * 96] * 15}, 2048)  # about 1,500 bytes
+    assert details is not None and 1400 < len(details) <= 2048
+    pairs = ProgressUpdate(State.RUNNING, details=details).fields()
+    assert pairs[pairs.index("details") + 1] == details
+
+
+def test_empty_details_clear_and_a_mapping_is_kept_in_order() -> None:
+    assert encode_details({}, 2048) is None
+    assert encode_details({"b": 1, "a": [1.5, None, "x"]}, 2048) == '{"b":1,"a":[1.5,null,"x"]}'
+
+
+@dataclass
+class Point:
+    x: float
+
+
+@pytest.mark.parametrize(
+    ("details", "words"),
+    [
+        (
+            {"name": "x" * 3000},
+            "over the limit of 2,048 bytes (the setting JOBPULSE_PROGRESS_DETAILS_MAX_BYTES)",
+        ),
+        ({1: "a"}, "string keys"),
+        ({"nested": {2: "b"}}, "string keys"),
+        ({"when": object()}, "JSON values"),
+        ({"ratio": math.nan}, "finite numbers"),
+        ({"deep": [{"speed": math.inf}]}, "finite numbers"),
+        ({"point": Point(-math.inf)}, "finite numbers"),
+        (["not", "a", "mapping"], "must be a mapping"),
+    ],
+)
+def test_details_that_are_not_a_small_json_object_are_refused(details: Any, words: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        encode_details(details, 2048)
+    assert words in raised.value.message
+
+
+@pytest.mark.parametrize("text", ["", "[1]", '"x"', "{", '{"a": NaN}'])
+def test_an_update_takes_only_the_json_text_of_an_object(text: str) -> None:
+    with pytest.raises(InvalidRequest):
+        ProgressUpdate(State.RUNNING, details=text)

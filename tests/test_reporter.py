@@ -8,10 +8,11 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
-from jobpulse.errors import JobCancelled
+from jobpulse.errors import InvalidRequest, JobCancelled
 from jobpulse.keys import Keyspace
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.reporter import Reporter, finish_backoff
@@ -176,3 +177,107 @@ def test_backoff_grows_jittered_and_capped() -> None:
     assert 0.05 <= waits[0] <= 0.1
     assert all(wait <= 2.0 for wait in waits)
     assert waits[-1] >= 1.0
+
+
+def details_of(store: ProgressStore, job: str) -> Any:
+    raw = store.read(job)
+    assert raw is not None
+    return orjson.loads(raw[b"details"]) if b"details" in raw else None
+
+
+def test_details_are_replaced_cleared_by_an_empty_mapping_and_by_a_transition(store: ProgressStore) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job, interval=0)
+    reporter.transition(State.RUNNING)
+    reporter.update(1, 10)
+    assert details_of(store, job) is None  # never set
+    reporter.update(2, 10, details={"file": "a.csv", "counts": {"ok": 2}})
+    assert details_of(store, job) == {"file": "a.csv", "counts": {"ok": 2}}
+    reporter.update(3, 10)  # None: unchanged
+    assert details_of(store, job) == {"file": "a.csv", "counts": {"ok": 2}}
+    reporter.update(4, 10, details={"file": "b.csv"})  # replaced whole, not merged
+    assert details_of(store, job) == {"file": "b.csv"}
+    reporter.update(5, 10, details={})
+    assert details_of(store, job) is None
+    reporter.update(6, 10, details={"file": "c.csv"})
+    reporter.transition(State.FALLBACK_TO_GPU)
+    assert details_of(store, job) is None
+
+
+def test_the_final_write_keeps_the_last_details(store: ProgressStore) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job, interval=60)
+    reporter.transition(State.RUNNING)
+    reporter.update(9, 10, details={"files": 9})  # coalesced: only the final write stores it
+    result = reporter.finish(State.SUCCESS)
+    assert result is not None and result.accepted
+    assert details_of(store, job) == {"files": 9}
+
+
+def test_details_over_the_bound_are_refused_at_update_and_the_record_keeps_its_own(
+    store: ProgressStore,
+) -> None:
+    job = str(uuid.uuid4())
+    store.write(job, ProgressUpdate(State.PENDING), owner="bob", kind="spreadsheet_import", create=True)
+    reporter = Reporter(
+        store,
+        job,
+        owner="bob",
+        kind="spreadsheet_import",
+        state=State.RUNNING,
+        min_interval=0,
+        details_max_bytes=2048,
+    )
+    reporter.transition(State.RUNNING)
+    kept = {"names": ["n" * 96] * 15}  # about 1,500 bytes: more than a message may hold, under the bound
+    reporter.update(1, 10, details=kept)
+    assert details_of(store, job) == kept
+    with pytest.raises(InvalidRequest, match="JOBPULSE_PROGRESS_DETAILS_MAX_BYTES"):
+        reporter.update(2, 10, details={"names": ["n" * 96] * 30})
+    refused: list[Any] = [{3: "x"}, {"x": object()}, {"x": float("nan")}]
+    for details in refused:
+        with pytest.raises(InvalidRequest):
+            reporter.update(2, 10, details=details)
+    assert details_of(store, job) == kept
+    reporter.update(2, 10)
+    raw = store.read(job)
+    assert raw is not None and raw[b"current"] == b"2"
+    assert details_of(store, job) == kept
+
+
+def test_check_cancelled_raises_once_the_record_is_ended_by_someone_else(store: ProgressStore) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job)
+    reporter.check_cancelled()  # PENDING
+    reporter.transition(State.RUNNING)
+    reporter.check_cancelled()
+    store.write(job, ProgressUpdate(State.CANCELLED), owner="bob", kind="spreadsheet_import")
+    with pytest.raises(JobCancelled, match="CANCELLED"):
+        reporter.check_cancelled()
+
+
+def test_check_cancelled_sees_the_marker_a_deleted_job_leaves(
+    store: ProgressStore, redis_client: redis.Redis
+) -> None:
+    job = str(uuid.uuid4())
+    reporter = reporter_for(store, job)
+    reporter.check_cancelled()
+    key = store.keys.progress(job)
+    redis_client.delete(key)  # what DELETE /jobs/{id}/ leaves (api/lifecycle.py)
+    redis_client.hset(key, mapping={"state": "CANCELLED", "version": 0, "deleted": 1})
+    with pytest.raises(JobCancelled):
+        reporter.check_cancelled()
+
+
+def test_check_cancelled_does_not_raise_while_redis_is_away(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    store = ProgressStore(client, Keyspace.from_settings(settings))
+    reporter = reporter_for(store, str(uuid.uuid4()))
+    own_redis.stop()
+    try:
+        reporter.check_cancelled()
+    finally:
+        own_redis.start()
+        client.close()

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from openpyxl import Workbook
 
+from jobpulse.broker import create_celery
+from jobpulse.kinds import KindRegistry
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind
-from jobpulse.worker.app import TASKS, create_celery
+from jobpulse.spreadsheet.kind import KIND as SPREADSHEET
 from tests.jobs import poll_until_terminal, submit_file
 from tests.services import Worker
 from tests.test_spreadsheet_reader import write_ods
@@ -204,8 +205,8 @@ def test_a_duplicated_delivery_produces_one_result(
 ) -> None:
     content = b"id\n" + b"".join(b"%d\n" % n for n in range(30_000))
     job_id = submit_file(http, auth, content, "dup.csv").json()["id"]
-    celery = create_celery(settings, register_tasks=False)
-    name, queue = TASKS[JobKind.SPREADSHEET_IMPORT]
+    celery = create_celery(settings, KindRegistry([SPREADSHEET]))
+    name, queue = SPREADSHEET.task, SPREADSHEET.queue
     for _ in range(2):
         celery.send_task(name, args=[job_id], queue=queue)
     celery.close()
@@ -230,8 +231,8 @@ def test_a_duplicated_delivery_produces_one_result(
 
 
 def test_unknown_job_message_is_dropped(settings: Settings, http: httpx.Client) -> None:
-    celery = create_celery(settings, register_tasks=False)
-    name, queue = TASKS[JobKind.SPREADSHEET_IMPORT]
+    celery = create_celery(settings, KindRegistry([SPREADSHEET]))
+    name, queue = SPREADSHEET.task, SPREADSHEET.queue
     celery.send_task(name, args=[str(uuid.uuid4())], queue=queue)
     celery.close()
     assert http.get("/healthz").status_code == 200

@@ -17,19 +17,19 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from jobpulse.api.app import create_app
-from jobpulse.db.models import Job
+from jobpulse.broker import create_celery
 from jobpulse.errors import BadInput
+from jobpulse.handler import JobRun, Outcome
 from jobpulse.progress.record import ProgressUpdate
-from jobpulse.progress.reporter import Reporter
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
+from jobpulse.spreadsheet.job import SpreadsheetImport
+from jobpulse.spreadsheet.kind import KIND as SPREADSHEET
+from jobpulse.states import State
 from jobpulse.worker import context as worker_contexts
-from jobpulse.worker.app import TASKS
 from jobpulse.worker.context import WorkerContext
 from jobpulse.worker.reaper import ReaperMemory, reap_once
 from jobpulse.worker.recovery import GAVE_UP_REASON
-from jobpulse.worker.spreadsheet import SpreadsheetImport
-from jobpulse.worker.task import Outcome, run_job
+from jobpulse.worker.task import BoundHandler, bind_handler, run_job
 from tests.jobs import apoll_until, submit_csv
 from tests.services import RedisServer, Worker
 from tests.test_reaper import Stack, fresh_database, new_job, open_stack, progress
@@ -46,31 +46,18 @@ def stack(tmp_path: Path, own_redis: RedisServer) -> Iterator[Stack]:
         yield opened
 
 
-class Raises:
-    """A job kind whose work raises ``error``."""
+def Raises(error: BaseException) -> BoundHandler:  # noqa: N802 (reads as the handler it makes)
+    """A spreadsheet handler whose work raises ``error``."""
 
-    running_state = State.RUNNING
+    def run(job: JobRun) -> Outcome:
+        raise error
 
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
-        raise self.error
-
-    def discard(self, job: Job, context: WorkerContext) -> None:
-        """Nothing to remove."""
+    return bind_handler(SPREADSHEET, run)
 
 
-class Finishes:
-    """A job kind whose work succeeds at once."""
-
-    running_state = State.RUNNING
-
-    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
-        return Outcome(State.SUCCESS)
-
-    def discard(self, job: Job, context: WorkerContext) -> None:
-        """Nothing to remove."""
+def Finishes() -> BoundHandler:  # noqa: N802
+    """A spreadsheet handler whose work succeeds at once."""
+    return bind_handler(SPREADSHEET, lambda job: Outcome(State.SUCCESS))
 
 
 def decoding_error(cause: BaseException) -> BadInput:
@@ -88,8 +75,8 @@ def decoding_error(cause: BaseException) -> BadInput:
 def test_the_soft_time_limit_inside_decoding_is_a_time_limit_not_bad_input(stack: Stack) -> None:
     timed_out, damaged = new_job(stack), new_job(stack)
     records = stack.context.jobs
-    assert run_job(stack.context, records, timed_out.id, Raises(decoding_error(SoftTimeLimitExceeded())))
-    assert run_job(stack.context, records, damaged.id, Raises(decoding_error(ValueError("bad zip"))))
+    assert run_job(stack.context, timed_out.id, Raises(decoding_error(SoftTimeLimitExceeded())))
+    assert run_job(stack.context, damaged.id, Raises(decoding_error(ValueError("bad zip"))))
     ended = records.get(timed_out.id)
     assert ended is not None
     assert (ended.state, ended.error_reason) == ("FAILED", "The job took longer than its 60-minute limit.")
@@ -102,7 +89,7 @@ def test_the_soft_time_limit_inside_decoding_is_a_time_limit_not_bad_input(stack
 def test_a_start_over_the_attempts_cap_ends_failed(stack: Stack) -> None:
     records = stack.context.jobs
     job = new_job(stack, starts=stack.settings.job_max_attempts)  # each start's worker died
-    assert run_job(stack.context, records, job.id, SpreadsheetImport()) is State.FAILED
+    assert run_job(stack.context, job.id, bind_handler(SPREADSHEET, SpreadsheetImport())) is State.FAILED
     record = records.get(job.id)
     assert record is not None
     assert (record.state, record.error_reason, record.attempts) == ("FAILED", GAVE_UP_REASON, 3)
@@ -116,7 +103,7 @@ def test_a_redelivered_message_copies_the_databases_end_to_redis(stack: Stack) -
     job = new_job(stack, starts=1, progress=running)
     # The worker wrote its end to the database and died before writing Redis.
     assert stack.context.jobs.finish(job.id, State.REJECTED_BAD_INPUT, percent=40.0, error_reason="Bad row.")
-    assert run_job(stack.context, stack.context.jobs, job.id, SpreadsheetImport()) is None
+    assert run_job(stack.context, job.id, bind_handler(SPREADSHEET, SpreadsheetImport())) is None
     body = progress(stack, job.id)
     assert (body["state"], body["error_reason"], body["total"]) == ("REJECTED_BAD_INPUT", "Bad row.", "1000")
 
@@ -126,7 +113,7 @@ def test_a_job_killed_at_the_hard_time_limit_ends_failed(stack: Stack) -> None:
     job = new_job(stack, starts=1, progress=ProgressUpdate(State.RUNNING, percent=10.0))
     done = new_job(stack, starts=1)
     assert stack.context.jobs.finish(done.id, State.SUCCESS, percent=100.0)
-    task = stack.app.tasks[TASKS[JobKind.SPREADSHEET_IMPORT][0]]
+    task = stack.app.tasks[SPREADSHEET.task]
     try:
         # What Celery's main process calls after it killed the pool child at the hard limit.
         task.on_failure(TimeLimitExceeded(3630), "task-id", [job.id], {}, None)
@@ -280,14 +267,11 @@ def test_a_real_worker_copies_an_ended_jobs_state_to_redis(own_worker: WorkerFac
     context = WorkerContext.create(settings)
     app: Any = None
     try:
-        from jobpulse.worker.app import create_celery
-
-        app = create_celery(settings, register_tasks=False)
+        app = create_celery(settings, context.kinds)
         stack_ = Stack(context, app, context.redis)
         job = new_job(stack_, starts=1, progress=ProgressUpdate(State.RUNNING, percent=40.0))
         assert context.jobs.finish(job.id, State.SUCCESS, percent=100.0)
-        name, queue = TASKS[JobKind.SPREADSHEET_IMPORT]
-        app.send_task(name, args=[job.id], queue=queue)
+        app.send_task(SPREADSHEET.task, args=[job.id], queue=SPREADSHEET.queue)
         deadline = time.monotonic() + 30
         while progress(stack_, job.id)["state"] != "SUCCESS":
             assert time.monotonic() < deadline, progress(stack_, job.id)
@@ -309,7 +293,7 @@ def test_a_database_error_is_retried_without_counting_an_attempt_or_looking_lost
     outage = OperationalError("INSERT INTO import_rows ...", {}, Exception("server closed the connection"))
     for _ in range(stack.settings.job_max_attempts + 1):
         with pytest.raises(OperationalError):
-            run_job(stack.context, records, job.id, Raises(outage))
+            run_job(stack.context, job.id, Raises(outage))
         record = records.get(job.id)
         assert record is not None and (record.state, record.attempts) == ("RUNNING", 1)
         assert stack.context.redis.exists(stack.context.keys.retry(job.id))
@@ -319,7 +303,7 @@ def test_a_database_error_is_retried_without_counting_an_attempt_or_looking_lost
         report = reap_once(stack.context, stack.app, moment, memory)
         assert job.id not in report.lease_less + report.requeued + report.failed
     # The retry runs: the same attempt, to its end; the marker is used up.
-    assert run_job(stack.context, records, job.id, Finishes()) is State.SUCCESS
+    assert run_job(stack.context, job.id, Finishes()) is State.SUCCESS
     record = records.get(job.id)
     assert record is not None and (record.state, record.attempts) == ("SUCCESS", 1)
     assert not stack.context.redis.exists(stack.context.keys.retry(job.id))

@@ -1,7 +1,7 @@
 """The ``jobpulse`` command: ``up`` for the embedded all-in-one run, the parts of a real deployment
 (``serve``, ``worker``, ``migrate``, ``prune``, ``token create``), and the client (``submit``,
-``watch``, ``status``, ``delete``, ``retry``, from :mod:`jobpulse.client.cli`). Server modules are
-imported by the commands that use them, so the client commands start fast."""
+``watch``, ``status``, ``delete``, ``retry``, ``kinds``, from :mod:`jobpulse.client.cli`). Server
+modules are imported by the commands that use them, so the client commands start fast."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from jobpulse.auth import mint_token
+from jobpulse.client.cli import LOCAL_MINTER
 from jobpulse.client.cli import commands as client_commands
 from jobpulse.errors import ConfigurationError, JobpulseError
 from jobpulse.settings import Settings, private_dir
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from jobpulse.supervisor import ProcessGroup
 
 __all__ = ["main"]
+
+_LOCAL_USER = "local"  # the user `jobpulse up` prints a token for
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -57,8 +60,19 @@ def _server_settings(data_dir: Path | None) -> Settings:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """jobpulse: live progress for background jobs."""
+    ctx.meta[LOCAL_MINTER] = _local_token
+
+
+def _local_token() -> str | None:
+    """A token for the local user, for client commands given none; None if this machine has no secret."""
+    try:
+        secret = Settings().require_secret_key()
+    except (ConfigurationError, ValueError):
+        return None
+    return mint_token(secret, _LOCAL_USER, 3600)
 
 
 for _command in client_commands():
@@ -103,7 +117,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
         group.start("worker", [*me, "worker"], env)
         url = f"http://{host}:{port}"
         _wait_http(f"{url}/healthz", group)
-        token = mint_token(secret, "local", 30 * 86400)
+        token = mint_token(secret, _LOCAL_USER, 30 * 86400)
         click.echo(f"jobpulse is up at {url}  (Ctrl-C stops it)")
         click.echo(f"token for user 'local': {token}")
         click.echo(f'try: curl -H "Authorization: Bearer $TOKEN" {url}/jobs/')
@@ -173,16 +187,16 @@ def serve(host: str, port: int, workers: int, server: str, data_dir: Path | None
 @click.option("--concurrency", type=int, default=None, help="Pool processes [CPU count]")
 @_DATA_DIR
 def worker(queues: str | None, concurrency: int | None, data_dir: Path | None) -> None:
-    """Run a Celery worker for jobpulse's jobs."""
-    from jobpulse.worker.app import QUEUES, create_celery
+    """Run a Celery worker for the jobs of every registered kind (docs/kinds.md)."""
+    from jobpulse.worker.app import create_worker_app
 
     settings = _server_settings(data_dir)
     try:
-        app = create_celery(settings)
+        app = create_worker_app(settings)
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc
     argv = ["worker", "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"]
-    argv += ["--queues", queues or ",".join(QUEUES)]
+    argv += ["--queues", queues or ",".join(app.conf.jobpulse_kinds.queues())]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     app.worker_main(argv)

@@ -18,7 +18,8 @@ Each carries a stable snake_case ``code``, a ``message`` written for the end use
     └── JobError                  raised inside a worker; ends the job
         ├── BadInput              the input is unacceptable: REJECTED_BAD_INPUT with ``message`` as reason
         ├── JobFailed             the job cannot finish (a stuck tool): FAILED with ``message`` as reason
-        └── JobCancelled          the owner cancelled the job; the worker stops at its next report
+        ├── JobCancelled          the owner cancelled the job; the worker stops at its next report
+        └── HandOff               (jobpulse.handler) the job moves to another queue (the OCR GPU queue)
 """
 
 from __future__ import annotations

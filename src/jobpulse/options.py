@@ -19,10 +19,10 @@ M = TypeVar("M", bound=BaseModel)
 _MAX_REPORTED_ERRORS = 5
 
 
-def parse_json_options(model: type[M], raw: str | None, what: str) -> M:
+def parse_json_options(model: type[M], raw: str | None, what: str, noun: str = "options") -> M:
     """Parse ``raw`` JSON into ``model``; None or blank text gives the defaults.
 
-    Raises :class:`InvalidOptions` ("Invalid {what} options: ...") naming each bad field, for bad JSON as
+    Raises :class:`InvalidOptions` ("Invalid {what} {noun}: ...") naming each bad field, for bad JSON as
     for bad values.
     """
     if raw is None or not raw.strip():
@@ -30,22 +30,22 @@ def parse_json_options(model: type[M], raw: str | None, what: str) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors(include_url=False)]
+        problems = [_describe(error, noun) for error in exc.errors(include_url=False)]
         shown = "; ".join(problems[:_MAX_REPORTED_ERRORS])
         if len(problems) > _MAX_REPORTED_ERRORS:
             shown += f"; and {len(problems) - _MAX_REPORTED_ERRORS} more"
-        raise InvalidOptions(f"Invalid {what} options: {shown}.") from None
+        raise InvalidOptions(f"Invalid {what} {noun}: {shown}.") from None
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, noun: str) -> str:
     """One pydantic error as 'field: what is wrong', without pydantic's own vocabulary."""
     kind: str = error["type"]
     field = _field_path(error["loc"])
     message: str = error["msg"]
     if kind == "json_invalid":
-        return f"the options are not valid JSON ({error.get('ctx', {}).get('error', message)})"
+        return f"the {noun} are not valid JSON ({error.get('ctx', {}).get('error', message)})"
     if kind == "model_type" or (kind == "model_attributes_type" and not field):
-        return "the options must be a JSON object"
+        return f"the {noun} must be a JSON object"
     if kind == "extra_forbidden":
         return f"'{field}' is not a known option"
     if kind == "missing":

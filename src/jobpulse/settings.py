@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobpulse.errors import ConfigurationError
 from jobpulse.media.renditions import LADDER
@@ -41,8 +41,13 @@ class Settings(BaseSettings):
     key_prefix: str = "jp:"
     progress_ttl_seconds: int = Field(3600, gt=0)  # refreshed on every write while the job is active
     terminal_progress_ttl_seconds: int = Field(86400, gt=0)  # once the job is terminal
+    progress_details_max_bytes: int = Field(2048, gt=0)  # a progress record's ``details``, as JSON
     redis_max_connections: int = Field(256, gt=0)
     redis_timeout_seconds: float = Field(2.0, gt=0)
+
+    # Job kinds (docs/kinds.md): modules to import kinds from, besides the installed packages' entry points;
+    # comma-separated in the environment ("myapp.kinds,other.module:KIND").
+    kind_modules: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Auth.
     token_cache_seconds: float = Field(60.0, ge=0)  # how long a verified token is trusted in process
@@ -80,6 +85,7 @@ class Settings(BaseSettings):
     video_stall_seconds: float = Field(120.0, gt=0)  # ffmpeg silent this long is killed, the video FAILED
     video_probe_timeout_seconds: float = Field(30.0, gt=0)
     video_link_ttl_seconds: int = Field(6 * 3600, gt=0)  # signed file links in a video's record
+    file_link_ttl_seconds: int = Field(7 * 86400, gt=0)  # signed links a job's handler makes (JobRun)
     ffmpeg_binary: str = "ffmpeg"  # found on PATH unless a path is given
     ffprobe_binary: str = "ffprobe"
 
@@ -107,6 +113,13 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(30.0, ge=0)  # how often a worker looks for lost jobs; 0: never
     retention_days: float = Field(30.0, ge=0)  # terminal jobs, their rows and files; 0: kept forever
     prune_interval_seconds: float = Field(3600.0, gt=0)  # how often retention runs in the workers
+
+    @field_validator("kind_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

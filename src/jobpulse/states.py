@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["RESULT_STATES", "TERMINAL_STATES", "JobKind", "State", "allowed_sources", "can_transition"]
+__all__ = ["RESULT_STATES", "TERMINAL_STATES", "State", "allowed_sources", "can_transition"]
 
 
 class State(enum.StrEnum):
@@ -30,14 +30,6 @@ class State(enum.StrEnum):
     def terminal(self) -> bool:
         """Whether the state is final (a job in it never changes again, review aside)."""
         return self in TERMINAL_STATES
-
-
-class JobKind(enum.StrEnum):
-    """What a job does; decides its worker queue and its result shape."""
-
-    SPREADSHEET_IMPORT = "spreadsheet_import"
-    AI_INFERENCE = "ai_inference"
-    VIDEO = "video"
 
 
 TERMINAL_STATES: frozenset[State] = frozenset(

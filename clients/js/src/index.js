@@ -24,7 +24,7 @@ export { TERMINAL_STATES, isTerminal } from "./record.js";
 
 /**
  * A job's progress record (the contract's progress body): id, kind, state, terminal, percent, current,
- * total, stage, message, error_reason, eta_seconds, updated_at, version, poll_after_ms.
+ * total, stage, message, error_reason, details, eta_seconds, updated_at, version, poll_after_ms.
  *
  * @typedef {import("./record.js").ProgressRecord} ProgressRecord
  */

@@ -16,7 +16,7 @@ import { pollExcelJob, pollVideoJob } from "./poller.js";
 
 /**
  * @typedef {object} HookOptions
- * @property {JobKind} kind `video` polls `/media/videos/{id}/progress/`, the others `/jobs/{id}/progress/`
+ * @property {JobKind} kind `video` polls `/media/videos/{id}/progress/`, any other kind `/jobs/{id}/progress/`
  * @property {string | null | undefined} id nothing is polled without one
  * @property {string} [baseUrl]
  * @property {string} [token]

@@ -13,7 +13,12 @@
  *   | "REVIEW_REQUIRED" | "REJECTED_BAD_INPUT" | "FAILED" | "CANCELLED" | "UNKNOWN"} State
  */
 
-/** @typedef {"spreadsheet_import" | "ai_inference" | "video"} JobKind */
+/**
+ * A job kind's name: a built-in one, or any other the deployment declares (`GET /kinds/` lists them).
+ * `(string & {})` keeps the built-in names as editor suggestions.
+ *
+ * @typedef {"spreadsheet_import" | "ai_inference" | "video" | (string & {})} JobKind
+ */
 
 /**
  * A job's progress, as every progress endpoint, batch item and SSE event carries it.
@@ -29,6 +34,8 @@
  * @property {string | null} stage
  * @property {string | null} message
  * @property {string | null} error_reason user-safe words on why the job failed or was rejected
+ * @property {Record<string, unknown> | null} details a small JSON object the job's worker attached (say the
+ *   current file, or counts by category); null when it set none, and on UNKNOWN
  * @property {number | null} eta_seconds null until it can be estimated
  * @property {string | null} updated_at ISO 8601, UTC
  * @property {number} version grows with every accepted write; 0 when there is no progress record: UNKNOWN,
@@ -44,7 +51,7 @@ export const TERMINAL_STATES = /** @type {ReadonlySet<State>} */ (
 /** The keys of a progress record, in the contract's order. */
 const PROGRESS_KEYS = /** @type {const} */ ([
   "id", "kind", "state", "terminal", "percent", "current", "total", "stage", "message", "error_reason",
-  "eta_seconds", "updated_at", "version", "poll_after_ms",
+  "details", "eta_seconds", "updated_at", "version", "poll_after_ms",
 ]);
 
 /**

@@ -113,6 +113,18 @@ describe("createBatchPoller", () => {
     assert.equal(server.requests.length, 4, "no tick while no job is watched");
   });
 
+  it("hands each item's details to onProgress and its promise", async () => {
+    const details = { file: "people.csv", counts: { valid: 2 } };
+    server.script(`POST ${BATCH_PATH}`, answerWith((id, tick) => (
+      id === "a" ? progress(tick === 0 ? "RUNNING" : "SUCCESS", tick + 1, { details }) : progress("SUCCESS", 1)
+    )));
+    const { poller, reported } = batchPoller();
+    const [a, b] = await Promise.all([poller.add("a"), poller.add("b")]);
+    assert.deepEqual(a.details, details);
+    assert.equal(b.details, null);
+    assert.deepEqual(reported.filter(([id]) => id === "a").map(([, record]) => record.details), [details, details]);
+  });
+
   it("splits more than 500 ids into chunks of 500, one request each, in sequence", async () => {
     server.script(`POST ${BATCH_PATH}`, answerWith(states("RUNNING", "SUCCESS")));
     const { poller } = batchPoller({ onProgress: undefined });

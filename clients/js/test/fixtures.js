@@ -40,6 +40,7 @@ export function progress(state, version, extra = {}) {
     stage: "validating",
     message: `version ${version}`,
     error_reason: null,
+    details: null,
     eta_seconds: null,
     updated_at: "2026-11-27T08:00:00.123Z",
     version,
@@ -58,7 +59,8 @@ export function progress(state, version, extra = {}) {
 export function unknown(pollAfterMs = 20, id = JOB_ID) {
   return {
     id, kind: null, state: "UNKNOWN", terminal: false, percent: null, current: null, total: null, stage: null,
-    message: null, error_reason: null, eta_seconds: null, updated_at: null, version: 0, poll_after_ms: pollAfterMs,
+    message: null, error_reason: null, details: null, eta_seconds: null, updated_at: null, version: 0,
+    poll_after_ms: pollAfterMs,
   };
 }
 

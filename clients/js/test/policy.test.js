@@ -120,8 +120,9 @@ describe("records", () => {
     const shaped = progressFromDbRecord(dbRecord("CANCELLED", { terminal: undefined, percent: 12.5 }));
     assert.deepEqual(Object.keys(shaped), [
       "id", "kind", "state", "terminal", "percent", "current", "total", "stage", "message", "error_reason",
-      "eta_seconds", "updated_at", "version", "poll_after_ms",
+      "details", "eta_seconds", "updated_at", "version", "poll_after_ms",
     ]);
+    assert.equal(shaped.details, null);
     assert.equal(shaped.terminal, true);
     assert.equal(shaped.percent, 12.5);
     assert.equal(shaped.poll_after_ms, null);

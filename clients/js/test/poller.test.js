@@ -93,6 +93,19 @@ describe("pollJob", () => {
     assert.equal(server.maxInFlight, 1);
   });
 
+  it("hands the worker's details to onProgress and the result as they came, null when there are none", async () => {
+    const details = { file: "people.csv", by_category: { valid: 2, invalid: 1 }, names: ["a", "b"] };
+    server.script(PROGRESS_PATH, [
+      ok(unknown()),
+      ok(progress("RUNNING", 1, { details })),
+      ok(progress("RUNNING", 2, { details: { file: "more.csv" } })),
+      ok(progress("SUCCESS", 3, { details })),
+    ]);
+    const { result, reported } = watch();
+    assert.deepEqual((await result).details, details);
+    assert.deepEqual(reported.map((record) => record.details), [null, details, { file: "more.csv" }, details]);
+  });
+
   it("sends the last ETag as If-None-Match and backs off on 304", async () => {
     server.script(PROGRESS_PATH, [
       ok(progress("RUNNING", 1, { poll_after_ms: 20 })),
@@ -191,8 +204,8 @@ describe("pollJob", () => {
     const final = await result;
     assert.deepEqual(final, {
       id: JOB_ID, kind: "spreadsheet_import", state: "FAILED", terminal: true, percent: 40, current: null,
-      total: null, stage: null, message: null, error_reason: "The file is corrupt.", eta_seconds: null,
-      updated_at: null, version: 0, poll_after_ms: null,
+      total: null, stage: null, message: null, error_reason: "The file is corrupt.", details: null,
+      eta_seconds: null, updated_at: null, version: 0, poll_after_ms: null,
     });
     assert.deepEqual(reported, [unknown(), final]);
     assert.equal(server.requestsTo(RECORD_PATH).length, 1);

@@ -11,30 +11,37 @@ from fastapi import Depends, FastAPI
 
 from jobpulse import __version__
 from jobpulse.api.deps import Services, track_route
-from jobpulse.api.errors import install_error_handlers
+from jobpulse.api.handlers import install_error_handlers
+from jobpulse.api.layer import ProgressEndpoint, ProgressLayer
 from jobpulse.api.limits import BodyLimits
 from jobpulse.api.metrics import Metrics
-from jobpulse.api.progress import ProgressEndpoint, ProgressLayer
+from jobpulse.api.openapi import document_kinds
 from jobpulse.api.ratelimit import SubmissionLimiter
-from jobpulse.api.routes import health, jobs, progress, videos
+from jobpulse.api.routes import batch, health, jobs, videos
+from jobpulse.api.routes import kinds as kinds_routes
 from jobpulse.auth import TokenVerifier
+from jobpulse.broker import create_celery
 from jobpulse.db.engine import StatementCounter, create_db_engine
 from jobpulse.db.repository import JobRepository, VideoRepository
 from jobpulse.keys import Keyspace
+from jobpulse.kinds import KindRegistry
 from jobpulse.progress.connection import async_redis
 from jobpulse.progress.record import PollPolicy
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.settings import Settings
-from jobpulse.worker.app import create_celery
 
 __all__ = ["app_from_env", "create_app"]
 
 
-def create_app(settings: Settings) -> Any:
+def create_app(settings: Settings, kinds: KindRegistry | None = None) -> Any:
     """The API: FastAPI behind the progress layer, sharing one set of services.
 
-    Builds clients but opens no connection: Redis and the database are first reached by a request.
+    ``kinds`` defaults to the installed kinds and those of ``settings.kind_modules`` (their declarations
+    only: the API never imports a handler). Builds clients but opens no connection: Redis and the
+    database are first reached by a request.
     """
+    if kinds is None:
+        kinds = KindRegistry.load(settings.kind_modules)
     statements = StatementCounter()
     engine = create_db_engine(settings.resolved_database_url, counter=statements)
     store = AsyncProgressStore(async_redis(settings), Keyspace.from_settings(settings))
@@ -54,8 +61,9 @@ def create_app(settings: Settings) -> Any:
         policy=policy,
         metrics=metrics,
         statements=statements,
-        progress=ProgressEndpoint(store, verifier, policy),
-        celery=create_celery(settings, register_tasks=False),
+        progress=ProgressEndpoint(store, verifier, policy, kinds),
+        kinds=kinds,
+        celery=create_celery(settings, kinds),
     )
 
     @asynccontextmanager
@@ -75,9 +83,11 @@ def create_app(settings: Settings) -> Any:
     install_error_handlers(api)
     api.include_router(jobs.router)
     api.include_router(videos.router)
-    api.include_router(progress.router)
+    api.include_router(batch.router)
+    api.include_router(kinds_routes.router)
     api.include_router(health.router)
-    return ProgressLayer(api, services.progress, metrics, BodyLimits.from_settings(settings))
+    document_kinds(api, kinds)
+    return ProgressLayer(api, services.progress, metrics, BodyLimits.from_settings(settings, kinds))
 
 
 def app_from_env() -> Any:

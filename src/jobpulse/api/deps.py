@@ -7,15 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from jobpulse.api.layer import ProgressEndpoint
 from jobpulse.api.metrics import Metrics
-from jobpulse.api.progress import ProgressEndpoint
 from jobpulse.auth import TokenVerifier, bearer_token
 from jobpulse.db.engine import StatementCounter, current_route
+from jobpulse.db.models import Tracked, Video
 from jobpulse.db.repository import JobRepository, RecordRepository, VideoRepository
+from jobpulse.errors import InvalidOptions
+from jobpulse.kinds import Kind, KindRegistry, Resource
 from jobpulse.progress.record import PollPolicy
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind
 
 __all__ = ["Owner", "Services", "ServicesDep", "get_services", "track_route"]
 
@@ -33,11 +35,37 @@ class Services:
     metrics: Metrics
     statements: StatementCounter
     progress: ProgressEndpoint
+    kinds: KindRegistry
     celery: Any  # celery.Celery; untyped library
 
-    def records(self, kind: JobKind) -> RecordRepository[Any]:
+    def records(self, kind: Kind) -> RecordRepository[Any]:
         """The table that holds records of ``kind``."""
-        return self.videos if kind is JobKind.VIDEO else self.jobs
+        return self.videos if kind.resource == "videos" else self.jobs
+
+    def kind_of(self, record: Tracked) -> Kind:
+        """The kind of a stored record; one this deployment no longer declares (a host application's
+        kind submitted from Python) is known by its table alone, so its record can still be managed."""
+        name: str = record.kind  # type: ignore[attr-defined]
+        kind = self.kinds.get(name)
+        if kind is None:
+            kind = Kind(name=name, handler=None, resource="videos" if isinstance(record, Video) else "jobs")
+        return kind
+
+    def submittable(self, name: str, resource: Resource) -> Kind:
+        """The registered kind ``name`` if it is submitted on ``resource``'s routes; else 422 naming the
+        kinds that are."""
+        kind = self.kinds.get(name)
+        if kind is not None and kind.resource == resource:
+            return kind
+        accepted = ", ".join(self.kinds.names(resource)) or "none"
+        if kind is None:
+            message = f"Unknown job kind {name!r}; expected one of: {accepted}."
+        else:
+            message = (
+                f"Jobs of kind {name!r} are not accepted here ({kind.prefix}/ takes them); "
+                f"expected one of: {accepted}."
+            )
+        raise InvalidOptions(message, code="invalid_kind")
 
     async def aclose(self) -> None:
         """Close every connection pool (the app's lifespan calls this on shutdown)."""

@@ -13,16 +13,17 @@ from typing import Any
 from fastapi.concurrency import run_in_threadpool
 
 from jobpulse.api.deps import Services
+from jobpulse.broker import send_job
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import NewJob
 from jobpulse.errors import Conflict, JobpulseError, ServiceUnavailable
 from jobpulse.ids import new_job_id
+from jobpulse.kinds import Kind, Upload
 from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
 from jobpulse.progress.store import REDIS_ERRORS, UNREACHABLE
 from jobpulse.retention import remove_files
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
-from jobpulse.worker.app import TASKS
+from jobpulse.states import State
 
 __all__ = ["cancel", "enqueue", "progress_of", "queue_job", "remove", "retry"]
 
@@ -35,24 +36,17 @@ async def progress_of(services: Services, job_id: str) -> dict[str, Any] | None:
     return progress_body(job_id, raw, int(time.time() * 1000), services.policy)
 
 
-def enqueue(services: Services, kind: JobKind, job_id: str) -> None:
-    """Send the job's Celery message; 503 if the broker cannot take it."""
-    name, queue = TASKS[kind]
+def enqueue(services: Services, kind: Kind, job_id: str) -> None:
+    """Send the job's Celery message, by name, to its kind's queue; 503 if the broker cannot take it."""
     try:
-        services.celery.send_task(
-            name,
-            args=[job_id],
-            queue=queue,
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-        )
+        send_job(services.celery, kind.task, kind.queue, job_id, retries=1, interval=0.1)
     except Exception as exc:  # kombu raises its own and the transport's errors
         raise ServiceUnavailable(
             "The job queue is unreachable; try again shortly.", code="broker_unavailable"
         ) from exc
 
 
-async def queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str, Any]:
+async def queue_job(services: Services, new: NewJob, kind: Kind) -> dict[str, Any]:
     """DB row, PENDING record, Celery message; undone if a later step fails, so no job is left unrun."""
     records = services.records(kind)
     await run_in_threadpool(records.create, new)
@@ -75,36 +69,39 @@ async def queue_job(services: Services, new: NewJob, kind: JobKind) -> dict[str,
     return body
 
 
-async def cancel(services: Services, job: Tracked, kind: JobKind) -> dict[str, Any]:
+async def cancel(services: Services, job: Tracked, kind: Kind) -> dict[str, Any]:
     """Cancel ``job`` of ``kind`` (DB first, then Redis); the worker notices at its next progress report."""
     if State(job.state).terminal:
         raise Conflict(f"The job already ended ({job.state}).", code="already_terminal")
     try:
-        last = await progress_of(services, job.id) or {}
+        raw = await services.store.read(job.id) or {}
     except ServiceUnavailable:
-        last = {}
+        raw = {}
+    last = progress_body(job.id, raw, 0, services.policy) if raw else {}
     percent = last.get("percent")
     done = await run_in_threadpool(
         services.records(kind).finish, job.id, State.CANCELLED, owner=job.owner, percent=percent
     )
     if not done:
         raise Conflict("The job already ended.", code="already_terminal")
+    details = raw.get(b"details")
     update = ProgressUpdate(
         State.CANCELLED,
         percent=percent,
         current=last.get("current"),
         total=last.get("total"),
         message="Cancelled by its owner",
+        details=None if details is None else details.decode(),  # where it stopped, as the worker said
     )
     try:
-        await services.store.write(job.id, update, owner=job.owner, kind=kind.value)
+        await services.store.write(job.id, update, owner=job.owner, kind=kind.name)
         body = await progress_of(services, job.id)
     except ServiceUnavailable:
         body = None  # the DB has it; the worker stops when it next finds it cancelled
-    return body or progress_from_job(job.id, kind.value, update, services.policy)
+    return body or progress_from_job(job.id, kind.name, update, services.policy)
 
 
-async def remove(services: Services, record: Tracked, kind: JobKind) -> None:
+async def remove(services: Services, record: Tracked, kind: Kind) -> None:
     """Delete ``record`` for good: its DB record (and a spreadsheet's rows), its files, its progress.
 
     A job still active is cancelled in the DB first. Its progress record is then replaced, in one
@@ -135,22 +132,24 @@ async def _bury_progress(services: Services, job_id: str) -> None:
         raise ServiceUnavailable(UNREACHABLE) from exc
 
 
-async def retry(services: Services, record: Tracked, kind: JobKind) -> dict[str, Any]:
+async def retry(services: Services, record: Tracked, kind: Kind) -> dict[str, Any]:
     """Queue a new job with a FAILED ``record``'s kind, owner, options and input (its record names the
     one it retries in ``retry_of``); the new job's PENDING progress body. 409 for any other state, or
     when the input is no longer kept."""
     if record.state != State.FAILED.value:
         raise Conflict(f"Only a FAILED job can be retried; this one is {record.state}.", code="not_failed")
     new_id = new_job_id()
-    await run_in_threadpool(_copy_input, services.settings, record.id, new_id)
+    if isinstance(kind.input, Upload):
+        await run_in_threadpool(_copy_input, services.settings, record.id, new_id)
     new = NewJob(
         id=new_id,
-        kind=kind.value,
+        kind=kind.name,
         owner=record.owner,
         options=record.options,
         input_filename=record.input_filename,
         input_size_bytes=record.input_size_bytes,
         input_content_type=record.input_content_type,
+        input_data=record.input_data,
         retry_of=record.id,
     )
     try:

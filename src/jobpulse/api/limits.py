@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from jobpulse.errors import InvalidRequest, PayloadTooLarge
+from jobpulse.kinds import KindRegistry, Upload
 from jobpulse.settings import Settings
 
 __all__ = [
@@ -36,7 +37,6 @@ Receive = Callable[[], Awaitable[Message]]
 PART_HEADERS_BYTES = 8 * 1024
 # Boundaries, the file part's headers and line breaks of a form, besides its plain fields.
 _FORM_FRAMING_BYTES = 64 * 1024
-_UPLOAD_PATHS = ("/jobs", "/media/videos")
 _MAX_LENGTH_DIGITS = 19  # a Content-Length longer than this is not a length any client means
 
 
@@ -60,16 +60,16 @@ class BodyLimits:
     uploads: dict[str, int]  # POST path (without its trailing slash) -> bytes of a multipart form
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BodyLimits:
+    def from_settings(cls, settings: Settings, kinds: KindRegistry) -> BodyLimits:
+        """The JSON limit, and for each resource the largest upload of its kinds plus the form."""
         form = settings.max_form_fields * (settings.max_form_field_bytes + PART_HEADERS_BYTES)
         form += _FORM_FRAMING_BYTES
-        return cls(
-            json_bytes=settings.max_json_body_bytes,
-            uploads={
-                "/jobs": max(settings.max_upload_bytes, settings.ocr_max_upload_bytes) + form,
-                "/media/videos": settings.video_max_upload_bytes + form,
-            },
-        )
+        uploads: dict[str, int] = {}
+        for kind in kinds:
+            if isinstance(kind.input, Upload):
+                limit = kind.input.limit(settings) + form
+                uploads[kind.prefix] = max(uploads.get(kind.prefix, 0), limit)
+        return cls(json_bytes=settings.max_json_body_bytes, uploads=uploads)
 
     def for_request(self, method: str, path: str, content_type: bytes | None) -> int:
         """The limit of a request's body: an upload form's on the upload routes, else the JSON limit."""

@@ -31,9 +31,10 @@ def _record(record: Tracked, kind: str, result: dict[str, Any] | None) -> dict[s
         "error_reason": record.error_reason,
         "options": record.options,
         "input": {
-            "filename": record.input_filename,
+            "filename": record.input_filename or None,  # None for a JSON job
             "size_bytes": record.input_size_bytes,
             "content_type": record.input_content_type,
+            "data": record.input_data,  # a JSON job's input document; None for an upload
         },
         "result": result,
         "created_at": _iso(record.created_at),

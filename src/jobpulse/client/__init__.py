@@ -6,7 +6,17 @@ SQLAlchemy, redis): an application that only talks to jobpulse does not pay for 
 
 from jobpulse.client.base import Resource, resource_of
 from jobpulse.client.client import AsyncClient, Client
+from jobpulse.client.kinds import KindInfo
 from jobpulse.client.polling import Poller, Polling
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 
-__all__ = ["AsyncClient", "Client", "Poller", "Polling", "Progress", "Resource", "resource_of"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "KindInfo",
+    "Poller",
+    "Polling",
+    "Progress",
+    "Resource",
+    "resource_of",
+]

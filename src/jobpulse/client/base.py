@@ -16,8 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
+from jobpulse.client.kinds import KindInfo
 from jobpulse.client.polling import Deadline, Poller, Polling, Step, error_from_answer
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 from jobpulse.errors import InvalidRequest, ServiceUnavailable
 
 __all__ = ["BaseClient", "FileInput", "Resource", "resource_of"]
@@ -93,6 +94,18 @@ class BaseClient:
             yield _route(resource_of(kind)), data, {"file": (name, file)}
 
     @staticmethod
+    def _json_submission(
+        kind: str, input: Mapping[str, Any] | None, options: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """The body of a JSON submission (``POST /jobs/``); an input or options left out are omitted."""
+        body: dict[str, Any] = {"kind": kind}
+        if input is not None:
+            body["input"] = dict(input)
+        if options is not None:
+            body["options"] = dict(options)
+        return body
+
+    @staticmethod
     def _review_body(decision: str, text: str | None) -> dict[str, Any]:
         """The body of ``POST /jobs/{id}/review/``; a decision other than approve or reject is refused
         here, before a request is sent."""
@@ -142,6 +155,13 @@ class BaseClient:
         if response is None:
             return poller.record_answer(None, None)
         return poller.record_answer(response.status_code, _json(response))
+
+    @staticmethod
+    def _kinds(body: Any) -> list[KindInfo]:
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise InvalidRequest("The kinds answer has no items.")
+        return [KindInfo.from_body(item) for item in items if isinstance(item, dict) and "name" in item]
 
     @staticmethod
     def _many(body: Any) -> dict[str, Progress]:

@@ -1,9 +1,10 @@
-"""``jobpulse submit | watch | status | delete | retry``: the SDK from a shell, with a live bar and an
-exit code by state.
+"""``jobpulse submit | watch | status | delete | retry | kinds``: the SDK from a shell, with a live bar
+and an exit code by state.
 
-Exit codes (docs/clients.md): 0 SUCCESS or READY, 1 FAILED, 2 usage, 3 REJECTED_BAD_INPUT,
-4 REVIEW_REQUIRED, 5 CANCELLED, 6 no such job, 7 not authenticated, 8 deadline passed, 9 any other
-error the API answered or an API that cannot be reached; 130 interrupted.
+Exit codes (docs/clients.md): 0 SUCCESS or READY, 1 FAILED, 2 usage (a kind the server does not take
+that way included: an unknown kind, a file for a JSON kind), 3 REJECTED_BAD_INPUT, 4 REVIEW_REQUIRED,
+5 CANCELLED, 6 no such job, 7 not authenticated, 8 deadline passed, 9 any other error the API answered
+or an API that cannot be reached; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from rich.console import Console
 from jobpulse.client.base import DEFAULT_URL, Resource, resource_of
 from jobpulse.client.client import Client
 from jobpulse.client.display import JobDisplay, summary
-from jobpulse.client.progress import Progress
-from jobpulse.errors import AuthenticationError, ConfigurationError, DeadlineExceeded, JobpulseError, NotFound
+from jobpulse.client.kinds import KindInfo, kinds_for_suffix
+from jobpulse.client.status import Progress
+from jobpulse.errors import AuthenticationError, DeadlineExceeded, InvalidOptions, JobpulseError, NotFound
 from jobpulse.states import State
 
-__all__ = ["EXIT_CODES", "commands"]
+__all__ = ["EXIT_CODES", "LOCAL_MINTER", "commands"]
 
 EXIT_CODES: dict[State, int] = {
     State.SUCCESS: 0,
@@ -37,15 +39,9 @@ EXIT_CODES: dict[State, int] = {
 }
 EXIT_NOT_FOUND, EXIT_AUTH, EXIT_DEADLINE, EXIT_ERROR, EXIT_INTERRUPTED = 6, 7, 8, 9, 130
 
-_KINDS_BY_SUFFIX = {
-    **dict.fromkeys((".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".tsv", ".txt"), "spreadsheet_import"),
-    **dict.fromkeys((".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"), "ai_inference"),
-    **dict.fromkeys(
-        (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"),
-        "video",
-    ),
-}
-_LOCAL_USER = "local"  # the user `jobpulse up` prints a token for
+# Where the ``jobpulse`` group (jobpulse.cli) leaves, in click's ``Context.meta``, a function that mints a
+# token for the local user from this machine's secret (None without one): the SDK reads no server settings.
+LOCAL_MINTER = "jobpulse.local_minter"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,19 +74,16 @@ def _connection(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _token(token: str | None) -> str:
-    """The given token, or one minted for the local user from this machine's jobpulse secret."""
+    """The given token, or one minted for the local user by the server's CLI (see :data:`LOCAL_MINTER`)."""
     if token:
         return token
-    from jobpulse.auth import mint_token
-    from jobpulse.settings import Settings
-
-    try:
-        secret = Settings().require_secret_key()
-    except (ConfigurationError, ValueError):
+    mint: Callable[[], str | None] | None = click.get_current_context().meta.get(LOCAL_MINTER)
+    minted = mint() if mint is not None else None
+    if minted is None:
         raise click.UsageError(
             "no token: pass --token or set JOBPULSE_TOKEN (`jobpulse token create USER` prints one)"
-        ) from None
-    return mint_token(secret, _LOCAL_USER, 3600)
+        )
+    return minted
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -154,21 +147,47 @@ def _locate(client: Client, job_id: str) -> tuple[Resource, Progress | None]:
     raise NotFound(f"No job {job_id}: it does not exist, or it is not yours.")
 
 
+def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object (None when not given); a usage error naming ``option`` otherwise."""
+    if text is None:
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise click.BadParameter("not valid JSON", param_hint=option) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=option)
+    return parsed
+
+
+def _kind_of(client: Client, file: Path) -> str:
+    """The kind whose uploads take ``file``'s extension, as the server lists its kinds."""
+    kinds = client.kinds()
+    matches = kinds_for_suffix(kinds, file.suffix)
+    if len(matches) == 1:
+        return matches[0].name
+    if matches:
+        names = ", ".join(kind.name for kind in matches)
+        raise click.UsageError(f"{file.name!r} fits several job kinds ({names}): pass --kind")
+    uploads = ", ".join(kind.name for kind in kinds if kind.takes_file) or "none"
+    raise click.UsageError(
+        f"cannot tell the job kind of {file.name!r} from its extension: pass --kind "
+        f"(the kinds that take a file: {uploads})"
+    )
+
+
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--kind",
-    type=click.Choice(["spreadsheet_import", "ai_inference", "video"]),
-    default=None,
-    help="Job kind [from the file's extension]",
-)
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", default=None, help="Job kind (`jobpulse kinds` lists them) [from FILE's extension]")
+@click.option("--input", "input_", default=None, help="Input of a kind that takes JSON, as a JSON object")
 @click.option("--options", "options", default=None, help="Options as a JSON object")
 @click.option("--watch", "watch", is_flag=True, help="Show progress until the job ends; exit by its state")
 @_connection
 @_errors
 def submit(
-    file: Path,
+    file: Path | None,
     kind: str | None,
+    input_: str | None,
     options: str | None,
     watch: bool,
     url: str,
@@ -176,25 +195,33 @@ def submit(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Upload FILE as a job and print its id (with --watch, follow it to the end)."""
-    kind = kind or _KINDS_BY_SUFFIX.get(file.suffix.lower())
-    if kind is None:
-        raise click.UsageError(f"cannot tell the job kind of {file.name!r} from its extension: pass --kind")
-    if options is not None:
-        try:
-            parsed = json.loads(options)
-        except ValueError:
-            raise click.BadParameter("not valid JSON", param_hint="--options") from None
-        if not isinstance(parsed, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--options")
+    """Submit a job and print its id: FILE for a kind that takes a file, or --kind (with --input) for
+    one that takes JSON. With --watch, follow it to the end."""
+    if file is not None and input_ is not None:
+        raise click.UsageError("give FILE or --input, not both")
+    if file is None and kind is None:
+        raise click.UsageError("give FILE to upload, or --kind (with --input for a kind that takes JSON)")
+    document = _json_object(input_, "--input")
+    parsed_options = _json_object(options, "--options")
     with Client(url, token=_token(token)) as client:
-        job = client.submit(file, kind=kind, options=options)
+        try:
+            if file is not None:
+                kind = kind or _kind_of(client, file)
+                job = client.submit(file, kind=kind, options=options)
+            else:
+                assert kind is not None
+                job = client.submit_json(kind, document, parsed_options)
+        except InvalidOptions as exc:
+            if exc.code != "invalid_kind":
+                raise
+            hint = "`jobpulse kinds` lists what each kind takes: FILE, --input JSON or nothing"
+            raise click.UsageError(f"{exc.message} ({hint})") from None
         if as_json:
             _print_json(job.as_dict())
         else:
             click.echo(job.id)
         if watch:
-            _watch(client, job.id, resource_of(kind), timeout, as_json)
+            _watch(client, job.id, resource_of(kind) if file is not None else "jobs", timeout, as_json)
 
 
 @click.command()
@@ -223,7 +250,8 @@ def status(job_id: str, url: str, token: str | None, timeout: float | None, as_j
             _print_json({"progress": current.as_dict(), "record": record})
             return
         console = Console()
-        console.print(f"[bold]{job_id}[/]  {record['kind']}  {record['input']['filename']}", highlight=False)
+        source = record["input"].get("filename") or ""  # none for a JSON job
+        console.print(f"[bold]{job_id}[/]  {record['kind']}  {source}", highlight=False)
         console.print(summary(current), highlight=False)
         if record.get("result"):
             console.print_json(data=record["result"])
@@ -268,6 +296,33 @@ def retry_job(
             _watch(client, job.id, resource, timeout, as_json)
 
 
+def _takes(kind: KindInfo) -> str:
+    """What a kind's jobs take, in a few words."""
+    if kind.input_type == "upload":
+        return " ".join(kind.suffixes) or "a file"
+    if kind.input_type == "json":
+        return "JSON (--input)"
+    return "no input"
+
+
+@click.command("kinds")
+@_connection
+@_errors
+def list_kinds(url: str, token: str | None, timeout: float | None, as_json: bool) -> None:
+    """List the job kinds the server accepts: name, resource and what each takes."""
+    del timeout  # one request: the client's own timeout applies
+    with Client(url, token=_token(token)) as client:
+        kinds = client.kinds()
+    if as_json:
+        for kind in kinds:
+            _print_json(kind.body)
+        return
+    rows = [("KIND", "RESOURCE", "INPUT"), *((k.name, k.resource, _takes(k)) for k in kinds)]
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    for name, resource, takes in rows:
+        click.echo(f"{name:<{widths[0]}}  {resource:<{widths[1]}}  {takes}")
+
+
 def commands() -> list[click.Command]:
     """The client commands, for the ``jobpulse`` group."""
-    return [submit, watch, status, delete_job, retry_job]
+    return [submit, watch, status, delete_job, retry_job, list_kinds]

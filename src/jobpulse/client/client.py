@@ -4,6 +4,7 @@ with Client("http://127.0.0.1:8000", token=token) as client:
     job = client.submit_spreadsheet("people.csv")
     for progress in client.watch(job.id):
         print(progress.state, progress.percent)
+    export = client.submit_json("rows_export", {"job_id": job.id, "format": "csv"})  # a JSON kind
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any, Self
 import httpx
 
 from jobpulse.client.base import BaseClient, FileInput, Resource, _route
+from jobpulse.client.kinds import KindInfo
 from jobpulse.client.polling import Deadline, Poller, Polling
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 
 __all__ = ["AsyncClient", "Client"]
 
 Options = Mapping[str, Any] | str | None
+Document = Mapping[str, Any] | None
 
 
 class Client(BaseClient):
@@ -80,6 +83,16 @@ class Client(BaseClient):
         """Upload ``file`` (a path, bytes or a binary file) as a job of ``kind``; its PENDING record."""
         with self._submission(file, kind, options, filename) as (url, data, files):
             return Progress.from_body(self._call("POST", url, data=data, files=files))
+
+    def submit_json(self, kind: str, input: Document = None, options: Document = None) -> Progress:
+        """Submit a job of a kind whose input is a JSON document (or that takes none); its PENDING
+        record. A bad ``input`` or ``options`` raises ``InvalidOptions`` with the server's reason."""
+        body = self._json_submission(kind, input, options)
+        return Progress.from_body(self._call("POST", _route("jobs"), json=body))
+
+    def kinds(self) -> list[KindInfo]:
+        """The job kinds this deployment accepts (``GET /kinds/``), sorted by name."""
+        return self._kinds(self._call("GET", "/kinds/"))
 
     def submit_spreadsheet(
         self, file: FileInput, options: Options = None, *, filename: str | None = None
@@ -244,6 +257,15 @@ class AsyncClient(BaseClient):
         """Upload ``file`` (a path, bytes or a binary file) as a job of ``kind``; its PENDING record."""
         with self._submission(file, kind, options, filename) as (url, data, files):
             return Progress.from_body(await self._call("POST", url, data=data, files=files))
+
+    async def submit_json(self, kind: str, input: Document = None, options: Document = None) -> Progress:
+        """Submit a job of a JSON kind; see :meth:`Client.submit_json`."""
+        body = self._json_submission(kind, input, options)
+        return Progress.from_body(await self._call("POST", _route("jobs"), json=body))
+
+    async def kinds(self) -> list[KindInfo]:
+        """The job kinds this deployment accepts (``GET /kinds/``), sorted by name."""
+        return self._kinds(await self._call("GET", "/kinds/"))
 
     async def submit_spreadsheet(
         self, file: FileInput, options: Options = None, *, filename: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import TracebackType
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.progress import Progress as Bar
 from rich.progress import Task as BarTask
 from rich.text import Text
 
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 from jobpulse.states import State
 
 __all__ = ["STYLES", "JobDisplay", "summary"]
@@ -46,14 +47,26 @@ class _EtaColumn(ProgressColumn):
         return Text(f"ETA {_duration(eta)}" if eta is not None else "", style="progress.remaining")
 
 
+def _details(details: dict[str, Any], width: int = 60) -> str:
+    """``key: value, ...`` on one line, cut to ``width`` characters."""
+    line = ", ".join(
+        f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for key, value in details.items()
+    )
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def summary(record: Progress) -> Text:
-    """One line for a record: state, percent, message, and the reason of a job that did not succeed."""
+    """One line for a record: state, percent, message, details, and the reason of a job that did not
+    succeed."""
     text = Text(f"{record.state.value:<18}", style=STYLES[record.state])
     if record.percent is not None:
         text.append(f" {record.percent:5.1f}%")
     for part in (record.stage, record.message):
         if part:
             text.append(f"  {part}")
+    if record.details:
+        text.append(f"  ({_details(record.details)})", style="dim")
     if record.error_reason:
         text.append(f"\n{record.error_reason}", style=STYLES[record.state])
     return text

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobpulse.client.progress import Progress
+from jobpulse.client.status import Progress
 from jobpulse.errors import (
     AuthenticationError,
     Conflict,

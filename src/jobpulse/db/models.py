@@ -31,6 +31,7 @@ class Tracked:
     input_filename: Mapped[str] = mapped_column(String(255))
     input_size_bytes: Mapped[int] = mapped_column(BigInteger)
     input_content_type: Mapped[str | None] = mapped_column(String(255))
+    input_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a JSON kind's input document
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts by a worker, counted by start()
     retry_of: Mapped[str | None] = mapped_column(String(36))  # the FAILED job this one retries
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -39,7 +40,7 @@ class Tracked:
 
 
 class Job(Tracked, Base):
-    """A submitted job (a spreadsheet import or an AI inference)."""
+    """A submitted job of any kind whose resource is ``jobs`` (every kind but ``video``)."""
 
     __tablename__ = "jobs"
 

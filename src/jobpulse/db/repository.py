@@ -56,6 +56,7 @@ class NewJob:
     input_size_bytes: int
     input_content_type: str | None
     retry_of: str | None = None  # the FAILED job this one retries
+    input_data: dict[str, Any] | None = None  # a JSON kind's input document
 
 
 R = TypeVar("R", bound=Tracked)
@@ -111,6 +112,7 @@ class RecordRepository(Generic[R]):
             input_filename=new.input_filename,
             input_size_bytes=new.input_size_bytes,
             input_content_type=new.input_content_type,
+            input_data=new.input_data,
             attempts=0,
             retry_of=new.retry_of,
             created_at=utcnow(),

@@ -1,13 +1,16 @@
 """The progress record: what a worker writes, and the body every progress endpoint answers.
 
 A record is a Redis hash of short string fields (see :mod:`jobpulse.keys`); absent fields are null.
-Rendering is on the hot path of every poll, so it works on the raw ``HGETALL`` reply and returns bytes.
+Rendering is on the hot path of every poll, so it works on the raw ``HGETALL`` reply and returns bytes;
+``details`` is stored as JSON text, checked when it is written, and inserted into the body unparsed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ from jobpulse.states import State
 __all__ = [
     "PollPolicy",
     "ProgressUpdate",
+    "encode_details",
     "progress_body",
     "progress_from_job",
     "render_progress",
@@ -28,13 +32,18 @@ __all__ = [
 ]
 
 # Fields a writer sets; "updated_at" and "version" are the Lua script's.
-UPDATE_FIELDS = ("percent", "current", "total", "stage", "message", "error_reason", "eta_seconds")
+UPDATE_FIELDS = ("percent", "current", "total", "stage", "message", "error_reason", "eta_seconds", "details")
 _TEXT_LIMIT = 1000  # characters; a longer text is cut (the record must stay small)
+# details are never cut (a cut JSON text is broken): over their bound they are refused, see encode_details
+_DETAILS_SETTING = "JOBPULSE_PROGRESS_DETAILS_MAX_BYTES"
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressUpdate:
-    """One write of a job's progress. ``None`` clears a field (null on the wire)."""
+    """One write of a job's progress. ``None`` clears a field (null on the wire).
+
+    ``details`` is the JSON text of an object (:func:`encode_details` makes it); it is never cut.
+    """
 
     state: State
     percent: float | None = None
@@ -44,6 +53,7 @@ class ProgressUpdate:
     message: str | None = None
     error_reason: str | None = None
     eta_seconds: float | None = None
+    details: str | None = None
 
     def __post_init__(self) -> None:
         if self.state is State.UNKNOWN:
@@ -54,6 +64,14 @@ class ProgressUpdate:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise InvalidRequest(f"{name} must be a finite number")
+        if self.details is not None:
+            # Rendering inserts the stored text as is: nothing but a JSON object may reach the record.
+            try:
+                parsed = orjson.loads(self.details)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise InvalidRequest("details must be the JSON text of an object")
 
     def fields(self) -> list[str]:
         """The field/value pairs the Lua script takes; an empty value removes the field."""
@@ -63,11 +81,51 @@ class ProgressUpdate:
             out.append(name)
             if value is None:
                 out.append("")
+            elif name == "details":
+                out.append(value)
             elif isinstance(value, str):
                 out.append(value[:_TEXT_LIMIT])
             else:
                 out.append(_number(value))
         return out
+
+
+def encode_details(details: Mapping[str, Any], max_bytes: int) -> str | None:
+    """The JSON text of ``details`` for :class:`ProgressUpdate`, or None for an empty mapping (clears them).
+
+    Raises :class:`InvalidRequest` for anything but a mapping with string keys and JSON values (finite
+    numbers only), or for JSON longer than ``max_bytes``: refused whole, never cut.
+    """
+    if not isinstance(details, Mapping):
+        raise InvalidRequest(f"details must be a mapping (a JSON object), not {type(details).__name__}")
+    if not details:
+        return None
+    try:
+        encoded = orjson.dumps(details if isinstance(details, dict) else dict(details))
+    except TypeError as exc:  # orjson.JSONEncodeError is one
+        raise InvalidRequest(
+            f"details must be a JSON object with string keys and JSON values: {exc}"
+        ) from None
+    if len(encoded) > max_bytes:
+        raise InvalidRequest(
+            f"details are {len(encoded):,} bytes as JSON, over the limit of {max_bytes:,} bytes"
+            f" (the setting {_DETAILS_SETTING})"
+        )
+    if b"null" in encoded and not _finite(details):  # orjson writes NaN and infinity as null
+        raise InvalidRequest("details must hold finite numbers only (no NaN or infinity)")
+    return encoded.decode()
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_finite(getattr(value, field.name)) for field in dataclasses.fields(value))
+    return True
 
 
 def _number(value: float) -> str:
@@ -130,7 +188,10 @@ def iso_ms(epoch_ms: int) -> str:
 
 
 def progress_body(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: PollPolicy) -> dict[str, Any]:
-    """The wire body of a known record (``raw`` is the ``HGETALL`` reply)."""
+    """The wire body of a known record (``raw`` is the ``HGETALL`` reply).
+
+    ``details`` is an :class:`orjson.Fragment` (the stored JSON, unparsed): serialize the body with orjson.
+    """
     state = State(raw[b"state"].decode())
     updated_at_ms = int(raw.get(b"updated_at", b"0"))
     return {
@@ -144,6 +205,7 @@ def progress_body(job_id: str, raw: dict[bytes, bytes], now_ms: int, policy: Pol
         "stage": _text(raw.get(b"stage")),
         "message": _text(raw.get(b"message")),
         "error_reason": _text(raw.get(b"error_reason")),
+        "details": orjson.Fragment(raw[b"details"]) if b"details" in raw else None,
         "eta_seconds": _num(raw.get(b"eta_seconds")),
         "updated_at": iso_ms(updated_at_ms),
         "version": int(raw.get(b"version", b"0")),
@@ -164,6 +226,7 @@ def unknown_body(job_id: str, policy: PollPolicy) -> dict[str, Any]:
         "stage": None,
         "message": None,
         "error_reason": None,
+        "details": None,
         "eta_seconds": None,
         "updated_at": None,
         "version": 0,
@@ -183,6 +246,7 @@ def progress_from_job(job_id: str, kind: str, update: ProgressUpdate, policy: Po
         total=update.total,
         message=update.message,
         error_reason=update.error_reason,
+        details=None if update.details is None else orjson.Fragment(update.details),
         updated_at=iso_ms(int(time.time() * 1000)),
         poll_after_ms=None if update.state.terminal else policy.idle_ms,
     )

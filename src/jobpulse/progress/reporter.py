@@ -4,7 +4,8 @@ A job may call :meth:`Reporter.update` as often as it likes (every row of a mill
 reporter keeps the latest values and writes at most one update per ``min_interval`` (5 a second by
 default). State changes and the final write always go through. Each write also tells the job whether it
 was cancelled: the Lua script refuses a write to a terminal record, and the reporter raises
-:class:`~jobpulse.errors.JobCancelled` so the job stops at its next report.
+:class:`~jobpulse.errors.JobCancelled` so the job stops at its next report (or at
+:meth:`Reporter.check_cancelled`, for a job with nothing to report).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from jobpulse.errors import JobCancelled, ServiceUnavailable
-from jobpulse.progress.record import ProgressUpdate
+from jobpulse.progress.record import ProgressUpdate, encode_details
 from jobpulse.progress.store import ProgressStore, WriteResult, WriteStatus
 from jobpulse.states import RESULT_STATES, State
 
@@ -32,7 +35,10 @@ def finish_backoff(attempt: int, *, first: float = 0.1, most: float = 2.0) -> fl
 
 
 class Reporter:
-    """Coalescing progress writer for one job."""
+    """Coalescing progress writer for one job.
+
+    ``details_max_bytes`` bounds the ``details`` object as JSON (``Settings.progress_details_max_bytes``).
+    """
 
     def __init__(
         self,
@@ -44,6 +50,7 @@ class Reporter:
         state: State,
         min_interval: float = 0.2,
         finish_retry_seconds: float = 0.0,
+        details_max_bytes: int = 2048,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -52,6 +59,7 @@ class Reporter:
         self.state = state
         self.min_interval = min_interval
         self.finish_retry_seconds = finish_retry_seconds  # how long the terminal write is retried
+        self.details_max_bytes = details_max_bytes
         self.writes = 0  # accepted writes, for tests and benchmarks
         self.current: float | None = None
         self.total: float | None = None
@@ -59,6 +67,7 @@ class Reporter:
         self.stage: str | None = None
         self.message: str | None = None
         self.eta_seconds: float | None = None  # the job's own estimate; else one from percent and time
+        self.details_json: str | None = None  # the latest details, as stored
         self._state_started = time.monotonic()
         self._last_write = float("-inf")
         self._dirty = False
@@ -72,14 +81,19 @@ class Reporter:
         stage: str | None = None,
         message: str | None = None,
         eta_seconds: float | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Record progress; written now if the last write is ``min_interval`` old, else later.
 
         ``percent`` defaults to ``current / total`` when either is given; ``eta_seconds`` to an
         extrapolation of the time spent in the state so far (a job that knows its speed, like a transcode,
-        passes its own). ``update()`` with nothing new writes the same values again: a silent job notices
-        a cancel that way. Cheap enough to call in a tight loop.
+        passes its own). ``details`` replaces the previous details (``{}`` clears them; None keeps them):
+        a JSON object of at most ``details_max_bytes``, else :class:`~jobpulse.errors.InvalidRequest` is
+        raised here and nothing of this call is kept. ``update()`` with nothing new writes the same values
+        again: a silent job notices a cancel that way. Cheap enough to call in a tight loop.
         """
+        if details is not None:
+            self.details_json = encode_details(details, self.details_max_bytes)
         if current is not None:
             self.current = current
         if total is not None:
@@ -111,20 +125,22 @@ class Reporter:
         stage: str | None = None,
         message: str | None = None,
     ) -> None:
-        """Move the job to another active state (never coalesced); percent restarts."""
+        """Move the job to another active state (never coalesced); percent restarts, details are cleared."""
         self.state = state
         self.percent = percent
         self.current = self.total = None
         self.stage = stage
         self.message = message
         self.eta_seconds = None
+        self.details_json = None
         self._state_started = time.monotonic()
         self._write(self._update(state))
 
     def finish(
         self, state: State, *, error_reason: str | None = None, message: str | None = None
     ) -> WriteResult | None:
-        """The terminal write (never coalesced). Returns None when Redis stayed unreachable.
+        """The terminal write (never coalesced), keeping the last details. Returns None when Redis stayed
+        unreachable.
 
         A terminal write that fails is retried with jittered, capped exponential backoff for up to
         ``finish_retry_seconds``: a blip must not leave the record RUNNING until it expires. (What is
@@ -142,6 +158,7 @@ class Reporter:
             stage=None,
             message=message,
             error_reason=error_reason,
+            details=self.details_json,
         )
         deadline = time.monotonic() + self.finish_retry_seconds
         for attempt in itertools.count():
@@ -160,6 +177,19 @@ class Reporter:
         log.warning("job %s: could not write its terminal progress record", self.job_id)
         return None
 
+    def check_cancelled(self) -> None:
+        """Raise :class:`~jobpulse.errors.JobCancelled` if the job's record is terminal: someone else ended
+        it (its owner cancelled or deleted it). One ``HGET``, no write: for a job that is busy but has no
+        progress to report. Redis unreachable: nothing is raised (the job goes on; the next write tells).
+        """
+        try:
+            state = self.store.state(self.job_id)
+        except ServiceUnavailable:
+            log.warning("job %s: progress storage unreachable, cancellation not checked", self.job_id)
+            return
+        if state is not None and state.terminal:
+            raise JobCancelled(f"The job is already {state.value}.")
+
     def _eta(self) -> float | None:
         if not self.percent or self.percent >= 100.0:
             return None
@@ -177,6 +207,7 @@ class Reporter:
             stage=self.stage,
             message=self.message,
             eta_seconds=self._eta(),
+            details=self.details_json,
         )
 
     def _write(self, update: ProgressUpdate) -> None:

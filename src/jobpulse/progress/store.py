@@ -124,6 +124,12 @@ class ProgressStore(_StoreBase):
         with redis_errors():
             return self._record(cast(Raw, self.client.hgetall(self.keys.progress(job_id))))
 
+    def state(self, job_id: str) -> State | None:
+        """The record's state alone (one ``HGET``), or None when there is no record."""
+        with redis_errors():
+            raw = cast(bytes | None, self.client.hget(self.keys.progress(job_id), "state"))
+        return None if raw is None else State(raw.decode())
+
     def delete(self, job_id: str) -> None:
         """Remove the record (a submission that could not be queued)."""
         with redis_errors():

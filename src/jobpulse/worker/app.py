@@ -1,93 +1,54 @@
-"""The Celery app factory. Workers and the API build it from settings; nothing happens at import."""
+"""The worker's Celery app: the broker's app (:mod:`jobpulse.broker`) with every kind's tasks and the
+reaper registered. Nothing happens at import; ``jobpulse worker`` builds it from settings."""
 
 from __future__ import annotations
 
-import os
-import ssl
+import importlib.util
+import logging
 from typing import Any
 
-from celery import Celery
-
+from jobpulse.broker import create_celery
+from jobpulse.errors import ConfigurationError
+from jobpulse.kinds import Kind, KindRegistry
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind
+from jobpulse.worker.reaper import ReaperStep
+from jobpulse.worker.task import register_kind
 
-__all__ = ["CPU_AFTER_GPU_WAIT_TASK", "GPU_QUEUE", "GPU_TASK", "QUEUES", "TASKS", "create_celery"]
+__all__ = ["create_worker_app"]
 
-# Each job kind runs on its own queue, so a flood of one kind never starves another: a worker that
-# listens on several queues takes from them in turn, and a deployment runs workers per queue.
-TASKS: dict[JobKind, tuple[str, str]] = {
-    JobKind.SPREADSHEET_IMPORT: ("jobpulse.spreadsheet_import", "imports"),
-    JobKind.AI_INFERENCE: ("jobpulse.ai_inference", "ai"),
-    JobKind.VIDEO: ("jobpulse.video", "media"),
-}
-# AI jobs the CPU gave up on wait here for a worker started with `--queues ai-gpu`.
-GPU_QUEUE = "ai-gpu"
-# The OCR job's other two tasks (worker/ai_inference.py): its attempt on a GPU worker, and its attempt on
-# the CPU once no GPU worker took it in time. Named here, so the reaper can send them without the job.
-GPU_TASK = f"{TASKS[JobKind.AI_INFERENCE][0]}.gpu"
-CPU_AFTER_GPU_WAIT_TASK = f"{TASKS[JobKind.AI_INFERENCE][0]}.cpu_after_gpu_wait"
-# What `jobpulse worker` (and so `jobpulse up`) listens on without --queues: everything.
-QUEUES = tuple(sorted({queue for _, queue in TASKS.values()} | {GPU_QUEUE}))
+log = logging.getLogger(__name__)
 
 
-def broker_url(redis_url: str) -> str:
-    """REDIS_URL in kombu's spelling: kombu names unix sockets ``redis+socket://``."""
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url.removeprefix("unix://")
-    return redis_url
+def create_worker_app(settings: Settings, kinds: KindRegistry | None = None) -> Any:
+    """The Celery app a worker runs: each kind's tasks (handlers imported now, by name) and the reaper's
+    bootstep. ``kinds`` defaults to the installed kinds and those of ``settings.kind_modules``.
 
-
-def create_celery(settings: Settings, *, register_tasks: bool = True) -> Any:
-    """A Celery app on the Redis broker, with jobpulse's tasks and the reaper's worker bootstep
-    registered (the API only sends: it skips them).
-
-    Late acks with ``reject_on_worker_lost`` redeliver a job whose worker died; the visibility timeout
-    exceeds the longest job, so a job that is merely slow is never delivered twice.
+    Each kind runs on its own queue, so a flood of one kind never starves another: a worker that listens
+    on several queues takes from them in turn, and a deployment runs workers per queue.
     """
-    url = settings.require_redis_url()
-    app = Celery("jobpulse", broker=broker_url(url), set_as_current=False)
-    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        task_default_queue=TASKS[JobKind.SPREADSHEET_IMPORT][1],
-        task_routes={name: {"queue": queue} for name, queue in TASKS.values()},
-        task_time_limit=settings.job_time_limit_seconds + 30,
-        task_soft_time_limit=settings.job_time_limit_seconds,
-        worker_prefetch_multiplier=1,
-        worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=True,
-        broker_connection_timeout=settings.publish_timeout_seconds,
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_seconds,
-            # Check for messages of dead workers often, not every ~100 s (kombu's default).
-            "unacked_restore_interval": 5,
-            "socket_timeout": settings.redis_timeout_seconds,
-            "socket_connect_timeout": settings.redis_timeout_seconds,
-        },
-        broker_pool_limit=10,
-    )
-    if settings.worker_concurrency:
-        app.conf.worker_concurrency = settings.worker_concurrency
-    app.conf.jobpulse_settings = settings
-    app.conf.jobpulse_pid = os.getpid()
-
-    if register_tasks:
-        from jobpulse.worker import ai_inference, spreadsheet, video
-        from jobpulse.worker.reaper import ReaperStep
-
-        spreadsheet.register(app)
-        ai_inference.register(app)
-        video.register(app)
-        # Every worker also runs the reaper (jobs whose worker died, lost messages, stale progress).
-        app.steps["worker"].add(ReaperStep)
+    if kinds is None:
+        kinds = KindRegistry.load(settings.kind_modules)
+    runnable = KindRegistry(kind for kind in kinds if _installed(kind))
+    app = create_celery(settings, runnable)
+    for kind in runnable:
+        try:
+            register_kind(app, kind)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"The handler of job kind {kind.name!r} ({kind.handler}) cannot be loaded: {exc}"
+            ) from exc
+    # Every worker also runs the reaper (jobs whose worker died, lost messages, stale progress).
+    app.steps["worker"].add(ReaperStep)
     return app
 
 
-def worker_app() -> Any:
-    """The app `celery -A jobpulse.worker.app:worker_app worker` loads: settings from the environment."""
-    return create_celery(Settings())
+def _installed(kind: Kind) -> bool:
+    """Whether the modules ``kind`` needs are installed; a kind without them is left out, loudly."""
+    missing = [name for name in kind.requires if importlib.util.find_spec(name) is None]
+    if missing:
+        log.warning(
+            "job kind %r is not run by this worker: it needs %s, which is not installed",
+            kind.name,
+            ", ".join(missing),
+        )
+    return not missing

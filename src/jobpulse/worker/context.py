@@ -10,12 +10,13 @@ import redis
 from sqlalchemy import Engine
 
 from jobpulse.db.engine import create_db_engine
+from jobpulse.db.models import Tracked, Video
 from jobpulse.db.repository import JobRepository, RecordRepository, VideoRepository
 from jobpulse.keys import Keyspace
+from jobpulse.kinds import Kind, KindRegistry
 from jobpulse.progress.connection import sync_redis
 from jobpulse.progress.store import ProgressStore
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind
 
 __all__ = ["WorkerContext", "worker_context"]
 
@@ -31,10 +32,14 @@ class WorkerContext:
     engine: Engine
     jobs: JobRepository
     videos: VideoRepository
+    kinds: KindRegistry
 
     @classmethod
-    def create(cls, settings: Settings) -> WorkerContext:
-        """A context with its own connections (a worker process's, the reaper's, a test's)."""
+    def create(cls, settings: Settings, kinds: KindRegistry | None = None) -> WorkerContext:
+        """A context with its own connections (a worker process's, the reaper's, a test's); ``kinds``
+        defaults to the installed ones and those of ``settings.kind_modules``."""
+        if kinds is None:
+            kinds = KindRegistry.load(settings.kind_modules)
         keys = Keyspace.from_settings(settings)
         client = sync_redis(settings)
         engine = create_db_engine(settings.resolved_database_url)
@@ -46,11 +51,21 @@ class WorkerContext:
             engine,
             JobRepository(engine),
             VideoRepository(engine),
+            kinds,
         )
 
-    def records(self, kind: JobKind) -> RecordRepository[Any]:
+    def records(self, kind: Kind) -> RecordRepository[Any]:
         """The table that holds records of ``kind``."""
-        return self.videos if kind is JobKind.VIDEO else self.jobs
+        return self.videos if kind.resource == "videos" else self.jobs
+
+    def kind_of(self, record: Tracked) -> Kind:
+        """The kind of a job or video record; one this process has not loaded (a host application's,
+        say) is known by its table alone."""
+        name: str = record.kind  # type: ignore[attr-defined]
+        kind = self.kinds.get(name)
+        if kind is None:
+            kind = Kind(name=name, handler=None, resource="videos" if isinstance(record, Video) else "jobs")
+        return kind
 
     def close(self) -> None:
         """Close the connections."""
@@ -66,6 +81,6 @@ def worker_context(app: Any) -> WorkerContext:
     key = (id(app), os.getpid())
     context = _contexts.get(key)
     if context is None:
-        context = WorkerContext.create(app.conf.jobpulse_settings)
+        context = WorkerContext.create(app.conf.jobpulse_settings, app.conf.jobpulse_kinds)
         _contexts[key] = context
     return context

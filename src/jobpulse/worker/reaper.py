@@ -38,16 +38,18 @@ from typing import Any
 
 from celery import bootsteps
 
+from jobpulse.broker import send_job
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import as_utc
+from jobpulse.kinds import resolve
 from jobpulse.progress.lua import lua_source
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.retention import prune
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
-from jobpulse.worker.app import CPU_AFTER_GPU_WAIT_TASK, GPU_QUEUE, GPU_TASK, TASKS
+from jobpulse.states import State
 from jobpulse.worker.context import WorkerContext
-from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, kind_of, mirror_terminal, send_job
+from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, mirror_terminal
+from jobpulse.worker.task import discard
 
 __all__ = ["PassReport", "Reaper", "ReaperMemory", "ReaperStep", "reap_once"]
 
@@ -81,17 +83,30 @@ class PassReport:
     mirrored: list[str] = field(default_factory=list)  # terminal states copied from the DB to Redis
 
 
-def _requeue(app: Any, settings: Settings, record: Tracked) -> None:
-    """Send the messages that run ``record`` from its state: a FALLBACK_TO_GPU job gets what its hand-off
-    sent (the GPU queue, and the CPU after the wait); any other job its kind's first task."""
-    kind = kind_of(record)
-    if record.state == State.FALLBACK_TO_GPU.value:
-        send_job(app, GPU_TASK, GPU_QUEUE, record.id)
-        cpu_queue = TASKS[JobKind.AI_INFERENCE][1]
-        send_job(app, CPU_AFTER_GPU_WAIT_TASK, cpu_queue, record.id, settings.ocr_gpu_wait_seconds)
-        return
-    name, queue = TASKS[kind]
-    send_job(app, name, queue, record.id)
+def _requeue(app: Any, context: WorkerContext, record: Tracked) -> bool:
+    """Send the messages that run ``record`` from its state: a handed-off job (FALLBACK_TO_GPU) gets what
+    its kind's ``resume`` says (the OCR kind: the GPU queue, and the CPU after the wait); any other job
+    its kind's task. False for a kind this worker does not know: nothing is sent."""
+    name = context.kind_of(record).name
+    kind = context.kinds.get(name)
+    if kind is None:
+        log.warning("job %s: its kind %r is not registered in this worker; not re-queued", record.id, name)
+        return False
+    if State(record.state) not in (State.PENDING, kind.running_state) and kind.resume is not None:
+        for requeue in resolve(kind.resume)(context.settings):
+            send_job(app, requeue.task, requeue.queue, record.id, requeue.countdown)
+        return True
+    send_job(app, kind.task, kind.queue, record.id)
+    return True
+
+
+def _discarder(app: Any, context: WorkerContext, record: Tracked) -> Any:
+    """The kind's way to remove a job's partial output, if this worker runs the kind."""
+    task = app.tasks.get(context.kind_of(record).task)
+    handler = getattr(task, "jobpulse_handler", None)
+    if handler is None or handler.discard is None:
+        return None
+    return lambda current: discard(context, handler, current)
 
 
 def _lost_entry(raw: bytes | None) -> tuple[int, int | None, int]:
@@ -144,8 +159,7 @@ def _find_lost(
         raw = lost.get(job_id.encode())
         if raw is not None and now_ms - _lost_entry(raw)[2] < patience_ms:
             continue
-        if job_id not in sent:
-            _requeue(app, settings, record)
+        if job_id not in sent and _requeue(app, context, record):
             report.requeued.append(job_id)
             log.warning("job %s: %s for longer than the visibility timeout; sent again", job_id, record.state)
         client.hset(keys.reaper_lost, job_id, f"{now_ms}:-1:{now_ms}")
@@ -163,13 +177,12 @@ def _find_lost(
                 continue  # its message may still wait in the queue
         elif now_ms - first_seen < keys.lock_ttl_ms:
             continue
-        if record.attempts >= settings.job_max_attempts:
+        if record.attempts >= settings.job_max_attempts or not _requeue(app, context, record):
             log.warning("job %s: its worker died on each of %d attempts; FAILED", job_id, record.attempts)
-            end_failed(context, app, record, GAVE_UP_REASON)
+            end_failed(context, record, GAVE_UP_REASON, _discarder(app, context, record))
             client.hdel(keys.reaper_lost, job_id)
             report.failed.append(job_id)
         else:
-            _requeue(app, settings, record)
             client.hset(keys.reaper_lost, job_id, f"{first_seen}:{record.attempts}:{now_ms}")
             report.requeued.append(job_id)
             log.warning("job %s: its worker is gone; re-queued after attempt %d", job_id, record.attempts)
@@ -203,7 +216,7 @@ def _keep_records(context: WorkerContext, active: Sequence[Tracked], report: Pas
             message="Waiting for a worker" if queued else None,
         )
         result = context.store.write(
-            record.id, update, owner=record.owner, kind=kind_of(record).value, create=True
+            record.id, update, owner=record.owner, kind=context.kind_of(record).name, create=True
         )
         if result.accepted:
             report.recreated.append(record.id)
@@ -262,8 +275,8 @@ def reap_once(context: WorkerContext, app: Any, now: float, memory: ReaperMemory
             level, "Redis has no epoch marker (it lost its data, or is new): re-queuing %d jobs", len(queued)
         )
         for record in queued:
-            _requeue(app, context.settings, record)
-            report.requeued.append(record.id)
+            if _requeue(app, context, record):
+                report.requeued.append(record.id)
     _find_lost(context, app, active, now_ms, report, sent=set(report.requeued))
     _keep_records(context, active, report)
     window = timedelta(seconds=context.settings.terminal_progress_ttl_seconds)
@@ -320,7 +333,7 @@ class Reaper:
         settings = self.settings
         try:
             if self._context is None:
-                self._context = WorkerContext.create(settings)
+                self._context = WorkerContext.create(settings, self.app.conf.jobpulse_kinds)
             context = self._context
             report = None
             interval_ms = max(1, int(settings.reaper_interval_seconds * 1000))

@@ -5,16 +5,15 @@ or the database's end copied to Redis. The reaper (:mod:`jobpulse.worker.reaper`
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from jobpulse.db.models import Tracked
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.store import WriteResult, WriteStatus
-from jobpulse.states import RESULT_STATES, JobKind, State
-from jobpulse.worker.app import TASKS
+from jobpulse.states import RESULT_STATES, State
 from jobpulse.worker.context import WorkerContext
 
-__all__ = ["GAVE_UP_REASON", "end_failed", "kind_of", "mirror_terminal", "send_job"]
+__all__ = ["GAVE_UP_REASON", "end_failed", "mirror_terminal"]
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +23,8 @@ GAVE_UP_REASON = (
 )
 
 
-def kind_of(record: Tracked) -> JobKind:
-    """The kind of a job or video record."""
-    return JobKind(record.kind)  # type: ignore[attr-defined]
-
-
 def _number(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)
-
-
-def send_job(app: Any, name: str, queue: str, job_id: str, countdown: float = 0.0) -> None:
-    """Send task ``name`` for ``job_id`` to ``queue``, with a short publish retry."""
-    app.send_task(
-        name,
-        args=[job_id],
-        queue=queue,
-        countdown=countdown or None,
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-    )
 
 
 def mirror_terminal(context: WorkerContext, record: Tracked) -> WriteResult:
@@ -67,35 +49,35 @@ def mirror_terminal(context: WorkerContext, record: Tracked) -> WriteResult:
         total=total,
         error_reason=record.error_reason,
     )
-    kind = kind_of(record)
-    result = context.store.write(record.id, update, owner=record.owner, kind=kind.value)
+    kind = context.kind_of(record)
+    result = context.store.write(record.id, update, owner=record.owner, kind=kind.name)
     if result.status is WriteStatus.ILLEGAL and result.state is State.PENDING:
         # The worker's first write was lost (Redis was away): a result state is not reached from PENDING.
-        running = ProgressUpdate(
-            State.PROCESSING if kind is JobKind.VIDEO else State.RUNNING, percent=percent
-        )
-        context.store.write(record.id, running, owner=record.owner, kind=kind.value)
-        result = context.store.write(record.id, update, owner=record.owner, kind=kind.value)
+        running = ProgressUpdate(kind.running_state, percent=percent)
+        context.store.write(record.id, running, owner=record.owner, kind=kind.name)
+        result = context.store.write(record.id, update, owner=record.owner, kind=kind.name)
     return result
 
 
-def end_failed(context: WorkerContext, app: Any, record: Tracked, reason: str) -> bool:
-    """End an active job FAILED with ``reason``: the database first, its partial output removed, then
-    Redis. False when it had ended already (then Redis gets the state it ended in)."""
-    kind = kind_of(record)
-    records = context.records(kind)
+def end_failed(
+    context: WorkerContext,
+    record: Tracked,
+    reason: str,
+    discard: Callable[[Tracked], None] | None = None,
+) -> bool:
+    """End an active job FAILED with ``reason``: the database first, its partial output removed (by
+    ``discard``, its handler's), then Redis. False when it had ended already (then Redis gets the state
+    it ended in)."""
+    records = context.records(context.kind_of(record))
     ended = records.finish(record.id, State.FAILED, error_reason=reason)
     current = records.get(record.id)
     if current is None:
         return False
-    if ended:
-        task = app.tasks.get(TASKS[kind][0])
-        handler = getattr(task, "jobpulse_handler", None)
-        if handler is not None:
-            try:
-                handler.discard(current, context)
-            except Exception:
-                log.exception("job %s: partial output not removed", record.id)
+    if ended and discard is not None:
+        try:
+            discard(current)
+        except Exception:
+            log.exception("job %s: partial output not removed", record.id)
     if State(current.state).terminal:
         mirror_terminal(context, current)
     return ended

@@ -1,6 +1,8 @@
 """The lifecycle every job shares: claim, run, record the end in the DB and then in Redis.
 
-A job kind supplies a :class:`JobHandler`; :func:`run_job` does the rest. The database decides the end:
+A job kind (:mod:`jobpulse.kinds`) names a handler (:mod:`jobpulse.handler`); :func:`run_job` does the
+rest, for jobpulse's own kinds, plugins' kinds and the host application's tracked tasks
+(:mod:`jobpulse.tracker`) alike. The database decides the end:
 terminal updates are conditional, so a job cancelled while it ran, or delivered twice, ends once.
 
 A job is started at most ``job_max_attempts`` times: a worker that dies under it (an input that crashes
@@ -19,35 +21,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from jobpulse.broker import send_job
 from jobpulse.db.engine import DATABASE_ERRORS
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import RecordRepository
 from jobpulse.errors import BadInput, JobCancelled, JobFailed, ServiceUnavailable
+from jobpulse.handler import HandOff, JobRun, Outcome, Requeue
+from jobpulse.kinds import JsonInput, Kind, resolve
 from jobpulse.progress.lease import Lease
 from jobpulse.progress.reporter import Reporter
 from jobpulse.progress.store import REDIS_ERRORS
-from jobpulse.settings import Settings
-from jobpulse.states import RESULT_STATES, JobKind, State
-from jobpulse.worker.app import TASKS
+from jobpulse.states import RESULT_STATES, State
 from jobpulse.worker.context import WorkerContext, worker_context
-from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, mirror_terminal, send_job
+from jobpulse.worker.recovery import GAVE_UP_REASON, end_failed, mirror_terminal
 
 __all__ = [
-    "HandOff",
-    "JobHandler",
+    "BoundHandler",
     "JobTask",
-    "Outcome",
-    "Requeue",
-    "input_path",
-    "register_task",
+    "LeaseTaken",
+    "bind_handler",
+    "register_kind",
     "run_job",
     "time_limit_reason",
 ]
@@ -79,54 +79,28 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-@dataclass
-class Outcome:
-    """How a job ended when it did not raise."""
-
-    state: State = State.SUCCESS
-    result: dict[str, Any] = field(default_factory=dict)  # the jobs table's ``result``
-    message: str | None = None
-    error_reason: str | None = None
-    columns: dict[str, Any] = field(default_factory=dict)  # other columns of the kind's own table
-
-
 @dataclass(frozen=True)
-class Requeue:
-    """A message a hand-off sends: run task ``task`` for the job on ``queue``, ``countdown`` seconds on."""
+class BoundHandler:
+    """A kind's handler, resolved: ``run`` and ``discard`` take a :class:`~jobpulse.handler.JobRun`."""
 
-    task: str
-    queue: str
-    countdown: float = 0.0
-
-
-class HandOff(Exception):
-    """Raised by a handler to give the job up to other workers: the job moves to ``state`` (an active
-    state, e.g. FALLBACK_TO_GPU) with ``message`` shown in its progress, then ``messages`` are sent."""
-
-    def __init__(
-        self, state: State, messages: Sequence[Requeue], *, message: str, stage: str | None = None
-    ) -> None:
-        assert not state.terminal
-        super().__init__(message)
-        self.state = state
-        self.messages = tuple(messages)
-        self.message = message
-        self.stage = stage
+    kind: Kind
+    run: Callable[[JobRun], Any]
+    discard: Callable[[JobRun], None] | None = None
 
 
-R_contra = TypeVar("R_contra", bound=Tracked, contravariant=True)
-
-
-class JobHandler(Protocol[R_contra]):
-    """One job kind's work."""
-
-    running_state: State
-
-    def run(self, job: R_contra, reporter: Reporter, context: WorkerContext) -> Outcome:
-        """Do the work, reporting progress; raise BadInput for unacceptable input."""
-
-    def discard(self, job: R_contra, context: WorkerContext) -> None:
-        """Remove partial output of a job that did not succeed."""
+def bind_handler(kind: Kind, target: Any) -> BoundHandler:
+    """``target`` as a handler of ``kind``: a class (instantiated), an object with ``run`` (and maybe
+    ``discard``), or a function; a dotted name is imported first."""
+    if isinstance(target, str):
+        target = resolve(target)
+    if isinstance(target, type):
+        target = target()
+    run = getattr(target, "run", None)
+    if callable(run):
+        return BoundHandler(kind, run, getattr(target, "discard", None))
+    if callable(target):
+        return BoundHandler(kind, target)
+    raise TypeError(f"The handler of kind {kind.name!r} is neither callable nor has a run method")
 
 
 # Redis or the database failing under a job: the job is retried later rather than failed.
@@ -142,16 +116,15 @@ class LeaseTaken(Exception):
     """Another worker holds the job (a duplicate delivery while the first still runs)."""
 
 
-def run_job(
-    context: WorkerContext, records: RecordRepository[Any], job_id: str, handler: JobHandler[Any]
-) -> State | None:
-    """Run job ``job_id`` (a row of ``records``) to its end; returns the terminal state this run
-    recorded, if any.
+def run_job(context: WorkerContext, job_id: str, handler: BoundHandler) -> State | None:
+    """Run job ``job_id`` to its end with ``handler``; returns the terminal state this run recorded, if
+    any.
 
     Raises :class:`LeaseTaken` when another worker runs the job right now (the task retries later), and
-    re-raises a handler's :class:`HandOff` once its state is recorded and the lease released: the caller
-    sends its messages (:func:`register_task` does).
+    re-raises a handler's :class:`~jobpulse.handler.HandOff` once its state is recorded and the lease
+    released: the caller sends its messages (:func:`register_kind` does).
     """
+    records = context.records(handler.kind)
     job = records.get(job_id)
     if job is None:
         log.warning("job %s: no such job, message dropped", job_id)
@@ -173,14 +146,14 @@ def run_job(
 
 
 def _run_leased(
-    context: WorkerContext, records: RecordRepository[Any], job: Tracked, handler: JobHandler[Any]
+    context: WorkerContext, records: RecordRepository[Any], job: Tracked, handler: BoundHandler
 ) -> State | None:
     """Start the job and run it. A start that meets a Redis or database error leaves a marker
     (``keys.retry``): the reaper does not take the lease-less job for a lost one while its retry waits,
     and the retry's start is not counted as another attempt (the attempts cap is for dying workers)."""
     marker = context.keys.retry(job.id)
     retried = bool(context.redis.exists(marker))
-    attempt = records.start(job.id, handler.running_state, count=not retried)
+    attempt = records.start(job.id, handler.kind.running_state, count=not retried)
     if attempt is None:
         return None
     if retried:
@@ -195,23 +168,78 @@ def _run_leased(
         raise
 
 
+def job_run(context: WorkerContext, kind: Kind, job: Tracked, reporter: Reporter) -> JobRun:
+    """What a handler of ``kind`` gets for ``job``: its input and options parsed by the kind's models
+    (a stored document the model now refuses is the input's fault: REJECTED_BAD_INPUT)."""
+    document = job.input_data
+    parsed_input: Any = None
+    options: Any = job.options or {}
+    try:
+        if isinstance(kind.input, JsonInput):
+            parsed_input = kind.input.model.model_validate(document or {})
+        if kind.options is not None:
+            options = kind.options.model_validate(options)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise BadInput(f"The job's input or options are no longer valid: {_first_error(exc)}") from None
+    return JobRun(
+        id=job.id,
+        kind=kind,
+        owner=job.owner,
+        input=parsed_input,
+        options=options,
+        settings=context.settings,
+        reporter=reporter,
+        record=job,
+        repository=context.records(kind),
+    )
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    return str(exc)
+
+
+def new_reporter(context: WorkerContext, kind: Kind, job: Tracked) -> Reporter:
+    """The reporter of one run of ``job``."""
+    settings = context.settings
+    return Reporter(
+        context.store,
+        job.id,
+        owner=job.owner,
+        kind=kind.name,
+        state=kind.running_state,
+        min_interval=settings.reporter_min_interval_seconds,
+        finish_retry_seconds=settings.finish_retry_seconds,
+        details_max_bytes=settings.progress_details_max_bytes,
+    )
+
+
+def _outcome(returned: Any) -> Outcome:
+    """What a handler returned, as an outcome: an Outcome, a result mapping (SUCCESS), or None."""
+    if isinstance(returned, Outcome):
+        return returned
+    if returned is None:
+        return Outcome(State.SUCCESS)
+    if isinstance(returned, Mapping):
+        return Outcome(State.SUCCESS, result=dict(returned))
+    raise TypeError(f"A handler returns an Outcome, a mapping or None, not {type(returned).__name__}")
+
+
 def _run_started(
     context: WorkerContext,
     records: RecordRepository[Any],
     job: Tracked,
-    handler: JobHandler[Any],
+    handler: BoundHandler,
     attempt: int,
 ) -> State | None:
     settings = context.settings
-    reporter = Reporter(
-        context.store,
-        job.id,
-        owner=job.owner,
-        kind=job.kind,  # type: ignore[attr-defined]
-        state=handler.running_state,
-        min_interval=settings.reporter_min_interval_seconds,
-        finish_retry_seconds=settings.finish_retry_seconds,
-    )
+    kind = handler.kind
+    reporter = new_reporter(context, kind, job)
+    run: JobRun | None = None
     if attempt > settings.job_max_attempts:
         # Each earlier start ended with its worker dying (the message was redelivered): a poison input.
         log.warning(
@@ -221,8 +249,9 @@ def _run_started(
         return _finish(context, records, job, handler, reporter, outcome)
     time_limit = Outcome(State.FAILED, error_reason=time_limit_reason(settings.job_time_limit_seconds))
     try:
-        reporter.transition(handler.running_state, stage="starting")
-        outcome = handler.run(job, reporter, context)
+        reporter.transition(kind.running_state, stage="starting")
+        run = job_run(context, kind, job, reporter)
+        outcome = _outcome(handler.run(run))
     except HandOff as handoff:
         if _record_hand_off(records, job, reporter, handoff):
             raise
@@ -231,7 +260,7 @@ def _run_started(
         outcome = time_limit
     except INFRASTRUCTURE_ERRORS as exc:
         if not _timed_out(exc):
-            raise  # not the job's fault: the task retries it later (register_task)
+            raise  # not the job's fault: the task retries it later (register_kind)
         outcome = time_limit
     except BadInput as exc:
         timed_out = _timed_out(exc)
@@ -246,7 +275,7 @@ def _run_started(
         else:
             log.exception("job %s failed", job.id)
             outcome = Outcome(State.FAILED, error_reason=FAILED_REASON)
-    return _finish(context, records, job, handler, reporter, outcome)
+    return _finish(context, records, job, handler, reporter, outcome, run)
 
 
 def _record_hand_off(
@@ -266,16 +295,37 @@ def _record_hand_off(
     return False
 
 
+def discard(context: WorkerContext, handler: BoundHandler, job: Tracked, run: JobRun | None = None) -> None:
+    """Let the handler remove what a job that did not succeed left (files, rows)."""
+    if handler.discard is None:
+        return
+    if run is None:
+        reporter = new_reporter(context, handler.kind, job)
+        run = JobRun(
+            id=job.id,
+            kind=handler.kind,
+            owner=job.owner,
+            input=None,
+            options=job.options or {},
+            settings=context.settings,
+            reporter=reporter,
+            record=job,
+            repository=context.records(handler.kind),
+        )
+    handler.discard(run)
+
+
 def _finish(
     context: WorkerContext,
     records: RecordRepository[Any],
     job: Tracked,
-    handler: JobHandler[Any],
+    handler: BoundHandler,
     reporter: Reporter,
     outcome: Outcome,
+    run: JobRun | None = None,
 ) -> State | None:
     if outcome.state not in RESULT_STATES:
-        handler.discard(job, context)
+        discard(context, handler, job, run)
     percent = 100.0 if outcome.state in RESULT_STATES else reporter.percent
     # The DB first: a client that sees a terminal progress record finds the same state in the DB.
     columns = {"result": outcome.result} if outcome.result else {}
@@ -290,19 +340,12 @@ def _finish(
         # Someone ended it first (the owner cancelled): mirror the DB's state, drop our output.
         current = records.get(job.id)
         if outcome.state in RESULT_STATES:
-            handler.discard(job, context)
+            discard(context, handler, job, run)
         if current is not None and State(current.state).terminal:
             reporter.finish(State(current.state), error_reason=current.error_reason)
         return None
     reporter.finish(outcome.state, error_reason=outcome.error_reason, message=outcome.message)
     return outcome.state
-
-
-def input_path(settings: Settings, job_id: str) -> Path:
-    """The uploaded file of a job (``uploads/{id}/input<.ext>``)."""
-    for path in sorted((settings.upload_dir / job_id).glob("input*")):
-        return path
-    raise BadInput("The uploaded file is no longer available; please upload it again.")
 
 
 def _send(app: Any, job_id: str, messages: Sequence[Requeue]) -> None:
@@ -313,37 +356,35 @@ def _send(app: Any, job_id: str, messages: Sequence[Requeue]) -> None:
 
 
 class JobTask(Task):  # type: ignore[misc]
-    """The base of jobpulse's job tasks: knows its kind and handler, and ends a job killed at the hard
-    time limit FAILED.
+    """The base of jobpulse's job tasks: knows its handler, and ends a job killed at the hard time limit
+    FAILED.
 
     Celery SIGKILLs the pool child at the hard limit (the soft limit's exception was not honoured in
     time), then, in the worker's main process, acknowledges the message (``acks_on_failure_or_timeout``)
     and calls :meth:`on_failure` with ``TimeLimitExceeded``: without this the job would stay RUNNING.
     """
 
-    jobpulse_kind: JobKind
-    jobpulse_handler: JobHandler[Any]
+    jobpulse_handler: BoundHandler
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if not isinstance(exc, TimeLimitExceeded) or not args:
             return
         job_id = str(args[0])
         context = worker_context(self.app)
-        job = context.records(self.jobpulse_kind).get(job_id)
+        job = context.records(self.jobpulse_handler.kind).get(job_id)
         if job is None or State(job.state).terminal:
             return
         reason = time_limit_reason(context.settings.job_time_limit_seconds)
         log.warning("job %s: killed at the hard time limit; FAILED", job_id)
         try:
-            end_failed(context, self.app, job, reason)
+            handler = self.jobpulse_handler
+            end_failed(context, job, reason, lambda record: discard(context, handler, record))
         except Exception:  # the reaper ends it later
             log.exception("job %s: could not record the time limit", job_id)
 
 
-def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: str | None = None) -> None:
-    """Register the Celery task that runs ``handler`` for jobs of ``kind``: under the kind's task name
-    (``TASKS``), or under ``name`` for another way of running the same kind (the OCR job's GPU attempt)."""
-    name = name or TASKS[kind][0]
+def _register(app: Any, name: str, handler: BoundHandler) -> None:
+    """Register the Celery task ``name`` that runs jobs with ``handler``."""
 
     @app.task(  # type: ignore[untyped-decorator]
         name=name,
@@ -351,14 +392,12 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: st
         max_retries=None,
         shared=False,  # this app's task only: not added to every app made later in the process
         base=JobTask,
-        jobpulse_kind=kind,
         jobpulse_handler=handler,
     )
     def job_task(task: Any, job_id: str) -> str | None:
         context = worker_context(task.app)
-        records = context.records(kind)
         try:
-            state = run_job(context, records, job_id, handler)
+            state = run_job(context, job_id, handler)
         except LeaseTaken:
             raise task.retry(countdown=context.settings.job_lock_seconds) from None
         except INFRASTRUCTURE_ERRORS as exc:
@@ -375,8 +414,18 @@ def register_task(app: Any, kind: JobKind, handler: JobHandler[Any], *, name: st
                 log.warning("job %s: hand-off not sent (%r); retrying in %d s", job_id, exc, delay)
                 raise task.retry(countdown=delay) from exc
             return handoff.state.value
-        job = records.get(job_id)
+        job = context.records(handler.kind).get(job_id)
         # A FAILED job's upload is kept for POST .../retry/ until the job is deleted or pruned.
         if job is None or (State(job.state).terminal and job.state != State.FAILED.value):
             shutil.rmtree(context.settings.upload_dir / job_id, ignore_errors=True)
         return None if state is None else state.value
+
+
+def register_kind(app: Any, kind: Kind) -> None:
+    """Register the tasks that run jobs of ``kind`` (its own, and its other ways of running); the
+    handlers are imported here, in the worker, and never by the API."""
+    if kind.handler is None:
+        return  # the host application runs this kind's jobs in its own tasks (jobpulse.tracker)
+    _register(app, kind.task, bind_handler(kind, kind.handler))
+    for task in kind.tasks:
+        _register(app, task.name, bind_handler(kind, task.handler))

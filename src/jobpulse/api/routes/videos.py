@@ -13,7 +13,6 @@ from starlette.responses import FileResponse, Response
 
 from jobpulse.api.deps import Owner, Services, ServicesDep
 from jobpulse.api.lifecycle import cancel, queue_job, remove, retry
-from jobpulse.api.progress import VIDEO_KINDS
 from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import links, video_record
 from jobpulse.api.responses import json_response
@@ -21,11 +20,11 @@ from jobpulse.api.uploads import FormLimits, receive_upload
 from jobpulse.auth import bearer_token, check_url_signature, url_signature
 from jobpulse.db.models import Video
 from jobpulse.db.repository import NewJob
-from jobpulse.errors import InvalidRequest, NotFound
+from jobpulse.errors import InvalidOptions, InvalidRequest, NotFound
 from jobpulse.ids import is_job_id, new_job_id
+from jobpulse.kinds import Kind, Upload
 from jobpulse.media.files import media_folder
-from jobpulse.media.options import parse_video_options
-from jobpulse.states import JobKind, State
+from jobpulse.states import State
 
 __all__ = ["router"]
 
@@ -59,37 +58,49 @@ _CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
     },
 )
 async def upload_video(request: Request, services: ServicesDep, owner: SubmittingOwner) -> Response:
+    settings = services.settings
+    kind = _video_kind(services)
     video_id = new_job_id()
-    folder = services.settings.upload_dir / video_id
+    folder = settings.upload_dir / video_id
     upload = await receive_upload(
         request,
         folder,
-        max_file_bytes=services.settings.video_max_upload_bytes,
-        limits=FormLimits.from_settings(services.settings),
+        max_file_bytes=kind.input.limit(settings) if isinstance(kind.input, Upload) else 0,
+        limits=FormLimits.from_settings(settings),
         # Options sent before the file are checked before the file is streamed.
-        check_fields=lambda fields: parse_video_options(fields.get("options")),
+        check_fields=lambda fields: kind.parse_options(fields.get("options"), settings),
     )
     try:
         if upload.file is None:
             raise InvalidRequest("The form has no file; send it in the field 'file'.", code="missing_file")
         if upload.file.size_bytes == 0:
             raise InvalidRequest("The uploaded file is empty.", code="empty_file")
-        options = parse_video_options(upload.fields.get("options")).model_dump(mode="json", exclude_none=True)
+        options = kind.parse_options(upload.fields.get("options"), settings)
         new = NewJob(
             id=video_id,
-            kind=JobKind.VIDEO.value,
+            kind=kind.name,
             owner=owner,
             options=options,
             input_filename=upload.file.filename,
             input_size_bytes=upload.file.size_bytes,
             input_content_type=upload.file.content_type,
         )
-        body = await queue_job(services, new, JobKind.VIDEO)
+        body = await queue_job(services, new, kind)
     except BaseException:  # a refused or failed upload leaves nothing on disk
         shutil.rmtree(folder, ignore_errors=True)
         raise
     body["links"] = links(BASE, video_id)
     return json_response(body, 202, {"location": body["links"]["self"]})
+
+
+def _video_kind(services: Services) -> Kind:
+    """The kind served on ``/media/videos/`` (422 if this deployment has none)."""
+    names = services.kinds.names("videos")
+    if not names:
+        raise InvalidOptions("This deployment does not process videos.", code="invalid_kind")
+    kind = services.kinds.get(names[0])
+    assert kind is not None
+    return kind
 
 
 def _own_video(services: Services, owner: str, video_id: str) -> Video:
@@ -143,13 +154,13 @@ async def get_progress(
 ) -> Response:
     # Normally answered by ProgressLayer before FastAPI (as for jobs); the same endpoint answers here.
     services: Services = request.app.state.services
-    return await services.progress.response(request, video_id, VIDEO_KINDS)
+    return await services.progress.response(request, video_id, videos=True)
 
 
 @router.post("/{video_id}/cancel/", status_code=202, summary="Cancel a video; 409 if it already ended")
 async def cancel_video(video_id: str, services: ServicesDep, owner: Owner) -> Response:
     video = await run_in_threadpool(_own_video, services, owner, video_id)
-    return json_response(await cancel(services, video, JobKind.VIDEO), 202)
+    return json_response(await cancel(services, video, services.kind_of(video)), 202)
 
 
 @router.head("/{video_id}/files/{name}", include_in_schema=False)
@@ -196,7 +207,7 @@ def get_file(
 async def delete_video(video_id: str, services: ServicesDep, owner: Owner) -> Response:
     """Answers 204; afterwards the id is unknown (404 on the record, UNKNOWN on progress)."""
     video = await run_in_threadpool(_own_video, services, owner, video_id)
-    await remove(services, video, JobKind.VIDEO)
+    await remove(services, video, services.kind_of(video))
     return Response(status_code=204)
 
 
@@ -208,6 +219,6 @@ async def delete_video(video_id: str, services: ServicesDep, owner: Owner) -> Re
 async def retry_video(video_id: str, services: ServicesDep, owner: SubmittingOwner) -> Response:
     """Answers 202 with the new video's progress body and links; its record's ``retry_of`` names this one."""
     video = await run_in_threadpool(_own_video, services, owner, video_id)
-    body = await retry(services, video, JobKind.VIDEO)
+    body = await retry(services, video, services.kind_of(video))
     body["links"] = links(BASE, body["id"])
     return json_response(body, 202, {"location": body["links"]["self"]})

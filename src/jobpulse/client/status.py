@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from jobpulse.states import State
@@ -12,7 +12,10 @@ __all__ = ["Progress"]
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """One progress body (contract: "Progress body"); ``state`` is UNKNOWN while there is no record."""
+    """One progress body (contract: "Progress body"); ``state`` is UNKNOWN while there is no record.
+
+    ``details`` is the small JSON object the job's worker attached, or None.
+    """
 
     id: str
     kind: str | None
@@ -24,6 +27,7 @@ class Progress:
     stage: str | None = None
     message: str | None = None
     error_reason: str | None = None
+    details: dict[str, Any] | None = field(default=None, hash=False)  # a dict cannot be hashed
     eta_seconds: float | None = None
     updated_at: str | None = None
     version: int = 0
@@ -36,6 +40,8 @@ class Progress:
         values["state"] = State(body["state"])
         values["terminal"] = bool(body.get("terminal"))
         values["version"] = int(body.get("version") or 0)
+        if not isinstance(values["details"], dict):  # absent (an older server, a DB record) or not an object
+            values["details"] = None
         if "version" not in body:  # a DB record: no hint, and no progress-only fields
             values["poll_after_ms"] = None
         return cls(**values)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jobpulse.worker.batch_writer import BatchWriter
+from jobpulse.spreadsheet.batch_writer import BatchWriter
 
 
 def test_writes_every_batch_in_order_off_the_callers_thread() -> None:

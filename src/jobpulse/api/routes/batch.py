@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from jobpulse.api.deps import Owner, ServicesDep
+from jobpulse.api.layer import BATCH_LIMIT
 from jobpulse.api.limits import read_body
-from jobpulse.api.progress import BATCH_LIMIT
 
 __all__ = ["router"]
 

@@ -19,24 +19,19 @@ again on the enhanced image, over what is left up to 100% (:mod:`jobpulse.ocr.re
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from jobpulse.db.models import Job
+from jobpulse.handler import HandOff, JobRun, Outcome, Requeue
 from jobpulse.ocr.engine import CUDA_PROVIDER, Device, OcrEngine, engine_for
 from jobpulse.ocr.image import ImageInfo, ImageLimits, decode_image, probe_image
+from jobpulse.ocr.kind import CPU_AFTER_GPU_WAIT_TASK, CPU_QUEUE, GPU_QUEUE, GPU_TASK
 from jobpulse.ocr.options import OcrOptions
 from jobpulse.ocr.reading import read_page
 from jobpulse.ocr.result import Attempt, judge, result_body
 from jobpulse.progress.reporter import Reporter
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
-from jobpulse.worker.app import CPU_AFTER_GPU_WAIT_TASK, GPU_QUEUE, GPU_TASK, TASKS
-from jobpulse.worker.context import WorkerContext
-from jobpulse.worker.task import HandOff, Outcome, Requeue, input_path, register_task
+from jobpulse.states import State
 
-__all__ = ["CPU_AFTER_GPU_WAIT_TASK", "GPU_TASK", "OcrJob", "register"]
-
-CPU_QUEUE = TASKS[JobKind.AI_INFERENCE][1]
+__all__ = ["OcrJob", "after_gpu_wait", "on_cpu", "on_gpu", "resume"]
 
 NO_CUDA_NOTE = "This worker of the GPU queue has no CUDA execution provider: the job ran on its CPU."
 WAITED_NOTE = "No GPU worker took the job within {wait:g} s: it ran on the CPU."
@@ -100,22 +95,21 @@ def _unlimited() -> None:
 class OcrJob:
     """Reads the text of one image; ``attempt`` says which of the three tasks this instance serves."""
 
-    running_state = State.RUNNING
-
     def __init__(self, attempt: Attempt) -> None:
         self.attempt = attempt
         self.device = Device.GPU if attempt is Attempt.GPU else Device.CPU
 
-    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
-        settings = context.settings
+    def run(self, job: JobRun) -> Outcome:
+        settings = job.settings
+        reporter = job.reporter
         started = time.perf_counter()
         budget = _Budget(settings) if self.attempt is Attempt.CPU else None
-        options = OcrOptions.model_validate(job.options or {})
+        options: OcrOptions = job.options
         min_confidence = (
             settings.ocr_min_confidence if options.min_confidence is None else options.min_confidence
         )
         limits = ImageLimits.from_settings(settings)
-        path = input_path(settings, job.id)
+        path = job.input_path
         try:
             reporter.update(percent=0.0, stage="decoding", message="Reading the image")
             info = probe_image(path, limits)
@@ -177,20 +171,23 @@ class OcrJob:
         wait = settings.ocr_gpu_wait_seconds
         return HandOff(
             State.FALLBACK_TO_GPU,
-            [
-                Requeue(GPU_TASK, GPU_QUEUE),
-                Requeue(CPU_AFTER_GPU_WAIT_TASK, CPU_QUEUE, countdown=wait),
-            ],
+            resume(settings),
             message=f"{why}: waiting for a GPU worker (or the CPU again after {wait:g} s)",
             stage="waiting_for_gpu",
         )
 
-    def discard(self, job: Job, context: WorkerContext) -> None:
-        """Nothing to remove: the result lives in the record, and the upload is removed at the end."""
+
+def resume(settings: Settings) -> list[Requeue]:
+    """The messages that run a job in FALLBACK_TO_GPU: the GPU queue's attempt, and the CPU's after
+    ``ocr_gpu_wait_seconds`` (the reaper sends them again when they may be lost)."""
+    return [
+        Requeue(GPU_TASK, GPU_QUEUE),
+        Requeue(CPU_AFTER_GPU_WAIT_TASK, CPU_QUEUE, countdown=settings.ocr_gpu_wait_seconds),
+    ]
 
 
-def register(app: Any) -> None:
-    """Register the three OCR tasks on ``app``."""
-    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.CPU))
-    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.GPU), name=GPU_TASK)
-    register_task(app, JobKind.AI_INFERENCE, OcrJob(Attempt.CPU_AFTER_GPU_WAIT), name=CPU_AFTER_GPU_WAIT_TASK)
+# The kind's three tasks' handlers (ocr/kind.py names them). The result lives in the record and the
+# upload is removed at the end: nothing to discard.
+on_cpu = OcrJob(Attempt.CPU)
+on_gpu = OcrJob(Attempt.GPU)
+after_gpu_wait = OcrJob(Attempt.CPU_AFTER_GPU_WAIT)

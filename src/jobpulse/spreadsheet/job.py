@@ -14,17 +14,15 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from jobpulse.db.models import Job
-from jobpulse.progress.reporter import Reporter
+from jobpulse.db.repository import JobRepository
+from jobpulse.handler import JobRun, Outcome
+from jobpulse.spreadsheet.batch_writer import BatchWriter
 from jobpulse.spreadsheet.options import ImportOptions
 from jobpulse.spreadsheet.reader import SpreadsheetLimits, open_sheet
 from jobpulse.spreadsheet.schema import RowError, RowValidator
-from jobpulse.states import JobKind, State
-from jobpulse.worker.batch_writer import BatchWriter
-from jobpulse.worker.context import WorkerContext
-from jobpulse.worker.task import Outcome, input_path, register_task
+from jobpulse.states import State
 
-__all__ = ["SpreadsheetImport", "register"]
+__all__ = ["SpreadsheetImport"]
 
 _REPORT_EVERY = 512  # rows between reporter calls; the reporter coalesces further
 _SWITCH_INTERVAL = 0.0005  # seconds, during the row loop; Python's default is 0.005
@@ -57,11 +55,11 @@ def _tuned_for_the_row_loop() -> Iterator[None]:
 class SpreadsheetImport:
     """Imports one spreadsheet into ``import_rows``."""
 
-    running_state = State.RUNNING
-
-    def run(self, job: Job, reporter: Reporter, context: WorkerContext) -> Outcome:
-        settings = context.settings
-        options = ImportOptions.model_validate(job.options or {})
+    def run(self, job: JobRun) -> Outcome:
+        settings = job.settings
+        options: ImportOptions = job.options
+        rows: JobRepository = job.repository
+        reporter = job.reporter
         reporter.update(percent=0.0, stage="reading", message="Reading the file")
         limits = SpreadsheetLimits(
             max_uncompressed_bytes=settings.spreadsheet_max_uncompressed_bytes,
@@ -69,18 +67,18 @@ class SpreadsheetImport:
             max_columns=settings.spreadsheet_max_columns,
             max_cells=settings.spreadsheet_max_cells,
         )
-        sheet = open_sheet(input_path(settings, job.id), job.input_filename, options, limits)
+        sheet = open_sheet(job.input_path, job.record.input_filename, options, limits)
         validator = RowValidator(sheet.header, options.columns, dense_columns=sheet.named_columns)
         total = sheet.total_rows
         reporter.update(0, total, percent=5.0, stage="validating", message=f"Validating {total:,} rows")
-        context.jobs.delete_rows(job.id)  # an earlier, interrupted attempt's rows
+        rows.delete_rows(job.id)  # an earlier, interrupted attempt's rows
 
         batch: list[tuple[int, dict[str, Any]]] = []
         errors: list[RowError] = []
         rejected = processed = errors_total = 0
         max_errors = settings.spreadsheet_max_errors
         batch_rows = settings.spreadsheet_batch_rows
-        with _tuned_for_the_row_loop(), BatchWriter(partial(context.jobs.insert_rows, job.id)) as writer:
+        with _tuned_for_the_row_loop(), BatchWriter(partial(rows.insert_rows, job.id)) as writer:
             for row_number, values in sheet.rows():
                 data, row_errors = validator.validate(row_number, values)
                 processed += 1
@@ -127,10 +125,7 @@ class SpreadsheetImport:
         message = f"Imported {imported:,} rows" + (f", rejected {rejected:,}" if rejected else "")
         return Outcome(State.SUCCESS, result=result, message=message)
 
-    def discard(self, job: Job, context: WorkerContext) -> None:
-        context.jobs.delete_rows(job.id)
-
-
-def register(app: Any) -> None:
-    """Register the import task on ``app``."""
-    register_task(app, JobKind.SPREADSHEET_IMPORT, SpreadsheetImport())
+    def discard(self, job: JobRun) -> None:
+        """Remove the rows of an import that did not succeed."""
+        rows: JobRepository = job.repository
+        rows.delete_rows(job.id)

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobpulse.db.models import Video
+from jobpulse.db.repository import VideoRepository
 from jobpulse.errors import BadInput, JobCancelled
+from jobpulse.handler import JobRun, Outcome
 from jobpulse.media.ffmpeg import (
     FFmpegError,
     FFmpegProgress,
@@ -30,11 +31,9 @@ from jobpulse.media.probe import ProbeLimits, VideoInfo, probe_video
 from jobpulse.media.renditions import Rendition, plan_renditions
 from jobpulse.progress.reporter import Reporter
 from jobpulse.settings import Settings
-from jobpulse.states import JobKind, State
-from jobpulse.worker.context import WorkerContext
-from jobpulse.worker.task import Outcome, input_path, register_task
+from jobpulse.states import State
 
-__all__ = ["VideoProcessing", "register"]
+__all__ = ["VideoProcessing"]
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +96,17 @@ class _Bar:
 class VideoProcessing:
     """Turns one uploaded video into web-ready renditions and a thumbnail."""
 
-    running_state = State.PROCESSING
-
-    def run(self, video: Video, reporter: Reporter, context: WorkerContext) -> Outcome:
-        settings = context.settings
-        source = input_path(settings, video.id)
+    def run(self, video: JobRun) -> Outcome:
+        settings = video.settings
+        reporter = video.reporter
+        videos: VideoRepository = video.repository
+        options: VideoOptions = video.options
+        source = video.input_path
         reporter.update(percent=0.0, stage="probing", message="Reading the video")
         limits = ProbeLimits.from_settings(settings)
         info = probe_video(settings.ffprobe_binary, source, limits, settings.video_probe_timeout_seconds)
-        if not context.videos.set_state(video.id, State.PROCESSING, **info.columns()):
+        if not videos.set_state(video.id, State.PROCESSING, **info.columns()):
             raise JobCancelled()
-        options = VideoOptions.model_validate(video.options or {})
         names = options.renditions or list(settings.video_renditions)
         renditions = plan_renditions(names, info.width, info.height)
 
@@ -161,10 +160,6 @@ class VideoProcessing:
                 return
         raise BadInput(_UNDECODABLE)
 
-    def discard(self, video: Video, context: WorkerContext) -> None:
-        shutil.rmtree(media_folder(context.settings, video.id), ignore_errors=True)
-
-
-def register(app: Any) -> None:
-    """Register the video task on ``app``."""
-    register_task(app, JobKind.VIDEO, VideoProcessing())
+    def discard(self, video: JobRun) -> None:
+        """Remove the renditions and thumbnail of a video that did not become READY."""
+        shutil.rmtree(media_folder(video.settings, video.id), ignore_errors=True)

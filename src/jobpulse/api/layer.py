@@ -25,20 +25,17 @@ from jobpulse.api.metrics import Metrics
 from jobpulse.auth import TokenVerifier, bearer_token
 from jobpulse.errors import InvalidRequest, JobpulseError
 from jobpulse.ids import is_job_id
+from jobpulse.kinds import KindRegistry
 from jobpulse.progress.record import PollPolicy, progress_body, render_progress, render_unknown, unknown_body
 from jobpulse.progress.store import AsyncProgressStore
-from jobpulse.states import JobKind
 
-__all__ = ["BATCH_LIMIT", "JOB_KINDS", "VIDEO_KINDS", "ProgressEndpoint", "ProgressLayer", "Reply"]
+__all__ = ["BATCH_LIMIT", "ProgressEndpoint", "ProgressLayer", "Reply"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-JOB_KINDS = frozenset({JobKind.SPREADSHEET_IMPORT.value.encode(), JobKind.AI_INFERENCE.value.encode()})
-VIDEO_KINDS = frozenset({JobKind.VIDEO.value.encode()})
 
 BATCH_LIMIT = 500  # ids per batch request (the contract's limit)
 
@@ -65,22 +62,29 @@ def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
 
 
 class ProgressEndpoint:
-    """Answers ``GET .../{id}/progress/`` for the caller: their record, or UNKNOWN."""
+    """Answers ``GET .../{id}/progress/`` for the caller: their record, or UNKNOWN.
 
-    def __init__(self, store: AsyncProgressStore, verifier: TokenVerifier, policy: PollPolicy) -> None:
+    A record is served on its resource's routes only: a video's on ``/media/videos/``, every other
+    kind's on ``/jobs/``, including kinds this process does not declare (a host application's).
+    """
+
+    def __init__(
+        self, store: AsyncProgressStore, verifier: TokenVerifier, policy: PollPolicy, kinds: KindRegistry
+    ) -> None:
         self.store = store
         self.verifier = verifier
         self.policy = policy
+        self.video_kinds = frozenset(name.encode() for name in kinds.names("videos"))
 
     async def reply(
-        self, job_id: str, authorization: bytes | None, if_none_match: bytes | None, kinds: frozenset[bytes]
+        self, job_id: str, authorization: bytes | None, if_none_match: bytes | None, videos: bool
     ) -> Reply:
         try:
             owner = self.verifier.owner(bearer_token(authorization)).encode()
             raw = await self.store.read(job_id) if is_job_id(job_id) else None
         except JobpulseError as exc:
             return Reply(*error_reply(exc))
-        if raw is None or raw.get(b"owner") != owner or raw.get(b"kind") not in kinds:
+        if raw is None or raw.get(b"owner") != owner or (raw.get(b"kind") in self.video_kinds) is not videos:
             return Reply(200, _COMMON, render_unknown(job_id, self.policy))
         etag = b'"' + raw[b"version"] + b'"'
         if if_none_match is not None and _etag_matches(if_none_match, etag):
@@ -88,7 +92,7 @@ class ProgressEndpoint:
         body = render_progress(job_id, raw, int(time.time() * 1000), self.policy)
         return Reply(200, [*_COMMON, (b"etag", etag)], body)
 
-    async def response(self, request: Request, job_id: str, kinds: frozenset[bytes]) -> Response:
+    async def response(self, request: Request, job_id: str, *, videos: bool) -> Response:
         """The same answer for FastAPI's progress routes, which serve it when the layer is not in front
         (they exist mostly to document the routes in OpenAPI)."""
         authorization = request.headers.get("authorization")
@@ -97,7 +101,7 @@ class ProgressEndpoint:
             job_id.lower(),
             authorization.encode() if authorization else None,
             if_none_match.encode() if if_none_match else None,
-            kinds,
+            videos,
         )
         return Response(reply.body, reply.status, headers={k.decode(): v.decode() for k, v in reply.headers})
 
@@ -124,8 +128,8 @@ class ProgressEndpoint:
 
 # /jobs/{id}/progress/ and /media/videos/{id}/progress/ (the trailing slash is optional).
 _ROUTES = [
-    (re.compile(r"/jobs/([^/]+)/progress/?"), "/jobs/{job_id}/progress/", JOB_KINDS),
-    (re.compile(r"/media/videos/([^/]+)/progress/?"), "/media/videos/{video_id}/progress/", VIDEO_KINDS),
+    (re.compile(r"/jobs/([^/]+)/progress/?"), "/jobs/{job_id}/progress/", False),
+    (re.compile(r"/media/videos/([^/]+)/progress/?"), "/media/videos/{video_id}/progress/", True),
 ]
 
 
@@ -153,10 +157,10 @@ class ProgressLayer:
         path = scope["path"]
         if method in ("GET", "HEAD") and "/progress" in path:
             # First, on the hot path: a progress answer never reads the request's body.
-            for pattern, template, kinds in _ROUTES:
+            for pattern, template, videos in _ROUTES:
                 match = pattern.fullmatch(path)
                 if match:
-                    await self._progress(scope, send, match.group(1).lower(), template, kinds)
+                    await self._progress(scope, send, match.group(1).lower(), template, videos)
                     return
         length = content_type = None
         for name, value in scope["headers"]:
@@ -208,16 +212,14 @@ class ProgressLayer:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.count_request(scope["method"], route, status)
 
-    async def _progress(
-        self, scope: Scope, send: Send, job_id: str, template: str, kinds: frozenset[bytes]
-    ) -> None:
+    async def _progress(self, scope: Scope, send: Send, job_id: str, template: str, videos: bool) -> None:
         authorization = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
             elif name == b"if-none-match":
                 if_none_match = value
-        reply = await self.endpoint.reply(job_id, authorization, if_none_match, kinds)
+        reply = await self.endpoint.reply(job_id, authorization, if_none_match, videos)
         await _send_reply(send, reply, head=scope["method"] == "HEAD")
         self.metrics.count_request(scope["method"], template, reply.status)
 
