@@ -131,7 +131,7 @@ async def test_submit_json_runs_a_json_kind_to_its_end(
     assert (final.state, final.details) == (State.SUCCESS, {"last": 3})
     record = sdk.record(job.id)
     assert record["result"] == {"counted": 3, "owner": owner}
-    assert record["input"]["data"] == {"to": 3, "then": "succeed"}
+    assert record["input"]["data"] == {"to": 3, "then": "succeed", "pace_ms": 0}
     async with AsyncClient(sample_api.url, token=token, polling=FAST) as client:
         nothing = await client.submit_json("sample_nothing")
         assert (await client.wait(nothing.id, timeout=60)).state is State.SUCCESS

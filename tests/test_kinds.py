@@ -205,9 +205,9 @@ async def test_a_json_job_is_queued_with_its_input_in_the_record(
         record = (await client.get(f"/jobs/{body['id']}/", headers=auth)).json()
         assert record["input"] == {
             "filename": None,
-            "size_bytes": len(b'{"to":5,"then":"succeed"}'),
+            "size_bytes": len(b'{"to":5,"then":"succeed","pace_ms":0}'),
             "content_type": "application/json",
-            "data": {"to": 5, "then": "succeed"},
+            "data": {"to": 5, "then": "succeed", "pace_ms": 0},
         }
         assert record["options"] == {"step": 2}
         listed = (await client.get("/jobs/", headers=auth)).json()["items"]
@@ -279,7 +279,7 @@ async def test_a_module_kind_runs_to_each_of_its_endings(
         again = await client.post(f"/jobs/{failed}/retry/", headers=auth)
         assert again.status_code == 202, again.text
         retried = (await client.get(f"/jobs/{again.json()['id']}/", headers=auth)).json()
-        assert (retried["retry_of"], retried["input"]["data"]) == (failed, {"to": 3, "then": "fail"})
+        assert (retried["retry_of"], retried["input"]["data"]) == (failed, {"to": 3, "then": "fail", "pace_ms": 0})
         assert (await apoll_until(client, auth, retried["id"], {"FAILED"}))["state"] == "FAILED"
 
 
