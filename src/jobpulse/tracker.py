@@ -8,7 +8,7 @@ next update, a user-safe reason on failure)::
 
     tracker = Tracker()  # settings from the environment (REDIS_URL, DATABASE_URL), read at first use
     app = Celery("hostapp")
-    app.on_configure.connect(lambda sender, **_: sender.conf.update(tracker.celery_config()))
+    app.add_defaults(tracker.celery_config)  # jobpulse's broker and this app's kinds' queues
 
     @app.task(name="hostapp.build_report", autoretry_for=(ServiceUnavailable,), retry_backoff=True,
               max_retries=None)

@@ -9,17 +9,18 @@ from fastapi import Depends, Request
 
 from jobpulse.api.layer import ProgressEndpoint
 from jobpulse.api.metrics import Metrics
-from jobpulse.auth import TokenVerifier, bearer_token
+from jobpulse.auth import TokenVerifier, bearer_token, check_url_signature
 from jobpulse.db.engine import StatementCounter, current_route
 from jobpulse.db.models import Tracked, Video
 from jobpulse.db.repository import JobRepository, RecordRepository, VideoRepository
 from jobpulse.errors import InvalidOptions
+from jobpulse.ids import is_job_id
 from jobpulse.kinds import Kind, KindRegistry, Resource
 from jobpulse.progress.record import PollPolicy
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.settings import Settings
 
-__all__ = ["Owner", "Services", "ServicesDep", "get_services", "track_route"]
+__all__ = ["Owner", "Services", "ServicesDep", "file_holder", "get_services", "track_route"]
 
 
 @dataclass
@@ -88,6 +89,26 @@ def current_owner(request: Request, services: ServicesDep) -> str:
 
 
 Owner = Annotated[str, Depends(current_owner)]
+
+
+def file_holder(
+    services: Services,
+    records: RecordRepository[Any],
+    path: str,
+    record_id: str,
+    request: Request,
+    expires: str | None,
+    signature: str | None,
+) -> Any:
+    """The record whose file ``path`` names (``…/{record_id}/files/{name}``), if the request may read
+    it: by a signed link for exactly that path (401 when it is forged or expired), or by its owner's
+    bearer token. None for an id that names no such record."""
+    if signature is not None:
+        secret = services.settings.require_secret_key()
+        check_url_signature(secret, path, expires or "", signature)
+        return records.get(record_id) if is_job_id(record_id) else None
+    owner = services.verifier.owner(bearer_token(request.headers.get("authorization")))
+    return records.get(record_id, owner=owner) if is_job_id(record_id) else None
 
 
 async def track_route(request: Request) -> None:

@@ -13,14 +13,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import FileResponse, Response
 
-from jobpulse.api.deps import Owner, Services, ServicesDep
+from jobpulse.api.deps import Owner, Services, ServicesDep, file_holder
 from jobpulse.api.lifecycle import cancel, progress_of, queue_job, remove, retry
 from jobpulse.api.limits import in_words, read_body
 from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import job_record, links
 from jobpulse.api.responses import json_response
 from jobpulse.api.uploads import FormLimits, receive_upload
-from jobpulse.auth import bearer_token, check_url_signature
 from jobpulse.db.models import Job
 from jobpulse.db.repository import NewJob, utcnow
 from jobpulse.errors import (
@@ -377,20 +376,15 @@ def get_file(
     """The file ``name`` a job's handler wrote (``JobRun.output_path``), with HTTP Range. Answers 404
     unless the job is the caller's (or the link is signed for this path) and SUCCESS."""
     job_id = job_id.lower()
-    if signature is not None:
-        secret = services.settings.require_secret_key()
-        check_url_signature(secret, f"/jobs/{job_id}/files/{name}", expires or "", signature)
-        job = services.jobs.get(job_id) if is_job_id(job_id) else None
-    else:
-        owner = services.verifier.owner(bearer_token(request.headers.get("authorization")))
-        job = services.jobs.get(job_id, owner=owner) if is_job_id(job_id) else None
+    path = f"/jobs/{job_id}/files/{name}"
+    job = file_holder(services, services.jobs, path, job_id, request, expires, signature)
     if job is None or job.state != State.SUCCESS.value:
         raise NotFound("No such job, or it has not succeeded.")
-    path = services.settings.media_dir / job.id / name
-    if not FILE_NAME.fullmatch(name) or not path.is_file() or path.is_symlink():
+    file = services.settings.media_dir / job.id / name
+    if not FILE_NAME.fullmatch(name) or not file.is_file() or file.is_symlink():
         raise NotFound("The job has no such file.", code="no_such_file")
     return FileResponse(
-        path,
+        file,
         media_type=_media_type(name),
         filename=name,
         headers={"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"},

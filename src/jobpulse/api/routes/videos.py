@@ -11,13 +11,13 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
-from jobpulse.api.deps import Owner, Services, ServicesDep
+from jobpulse.api.deps import Owner, Services, ServicesDep, file_holder
 from jobpulse.api.lifecycle import cancel, queue_job, remove, retry
 from jobpulse.api.ratelimit import SubmittingOwner
 from jobpulse.api.records import links, video_record
 from jobpulse.api.responses import json_response
 from jobpulse.api.uploads import FormLimits, receive_upload
-from jobpulse.auth import bearer_token, check_url_signature, url_signature
+from jobpulse.auth import url_signature
 from jobpulse.db.models import Video
 from jobpulse.db.repository import NewJob
 from jobpulse.errors import InvalidOptions, InvalidRequest, NotFound
@@ -177,24 +177,19 @@ def get_file(
     signature: str | None = None,
 ) -> Response:
     video_id = video_id.lower()
-    if signature is not None:
-        secret = services.settings.require_secret_key()
-        check_url_signature(secret, f"{BASE}/{video_id}/files/{name}", expires or "", signature)
-        video = services.videos.get(video_id) if is_job_id(video_id) else None
-    else:
-        owner = services.verifier.owner(bearer_token(request.headers.get("authorization")))
-        video = services.videos.get(video_id, owner=owner) if is_job_id(video_id) else None
+    path = f"{BASE}/{video_id}/files/{name}"
+    video = file_holder(services, services.videos, path, video_id, request, expires, signature)
     if video is None or video.state != State.READY.value:
         raise NotFound("No such video, or it is not ready.")
     files = {rendition["file"] for rendition in video.renditions or []} | {video.thumbnail}
     if name not in files:
         raise NotFound("The video has no such file.", code="no_such_file")
-    path = media_folder(services.settings, video.id) / name
-    if not path.is_file():
+    file = media_folder(services.settings, video.id) / name
+    if not file.is_file():
         raise NotFound("The file is no longer available.", code="no_such_file")
     return FileResponse(
-        path,
-        media_type=_CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+        file,
+        media_type=_CONTENT_TYPES.get(file.suffix, "application/octet-stream"),
         headers={"cache-control": "private, max-age=3600"},
     )
 
