@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 
-echo "== ruff"; ruff check . && ruff format --check .
+echo "== ruff"; ruff check .; ruff format --check .
 echo "== mypy"; mypy
 echo "== import-linter"; lint-imports --no-logo
 echo "== browser client: tsc --checkJs, node --test"
@@ -17,7 +17,8 @@ npm test --silent --prefix clients/js
 echo "== benchmarks, one short iteration each (make bench runs them for real)"
 benchdir=$(mktemp -d /tmp/jobpulse-bench-smoke.XXXXXX)
 python bench/run.py --smoke --out "$benchdir" >/dev/null
-test -s "$benchdir/results.md" && test -s "$benchdir/results.png"
+test -s "$benchdir/results.md"
+test -s "$benchdir/results.png"
 rm -rf "$benchdir"
 
 echo "== pytest (SQLite)"

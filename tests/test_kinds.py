@@ -279,7 +279,10 @@ async def test_a_module_kind_runs_to_each_of_its_endings(
         again = await client.post(f"/jobs/{failed}/retry/", headers=auth)
         assert again.status_code == 202, again.text
         retried = (await client.get(f"/jobs/{again.json()['id']}/", headers=auth)).json()
-        assert (retried["retry_of"], retried["input"]["data"]) == (failed, {"to": 3, "then": "fail", "pace_ms": 0})
+        assert (retried["retry_of"], retried["input"]["data"]) == (
+            failed,
+            {"to": 3, "then": "fail", "pace_ms": 0},
+        )
         assert (await apoll_until(client, auth, retried["id"], {"FAILED"}))["state"] == "FAILED"
 
 
