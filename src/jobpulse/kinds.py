@@ -70,7 +70,7 @@ class Upload:
 
     suffixes: tuple[str, ...] = ()
     max_bytes: int | str = "max_upload_bytes"
-    content_types: tuple[str, ...] = ()  # media types, for the docs and the dashboard's file picker
+    content_types: tuple[str, ...] = ()  # media types, for GET /kinds/ and a browser's file picker
 
     def limit(self, settings: Any) -> int:
         """The size limit under ``settings``."""
