@@ -143,22 +143,91 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server started for a benchmark: its URL, main process and log."""
+
+    url: str
+    pid: int
+    log: Path | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server's processes: its main one and children."""
+        import psutil
+
+        main = psutil.Process(self.pid)
+        total = 0.0
+        for process in [main, *main.children(recursive=True)]:
+            with suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def log_lines(self, prefix: str) -> list[str]:
+        """The lines of its log that start with ``prefix``."""
+        if self.log is None or not self.log.exists():
+            return []
+        return [line for line in self.log.read_text().splitlines() if line.startswith(prefix)]
+
+
 @contextmanager
-def granian(target: str, env: dict[str, str], *, pythonpath: Path | None = None) -> Iterator[str]:
-    """``target`` (a ``module:factory``) served by granian, one worker, on a free port; yields its URL."""
+def _server(argv: list[str], env: dict[str, str], port: int, log: Path | None) -> Iterator[Server]:
+    with (log or Path(os.devnull)).open("ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz")
+        yield Server(url, process.pid, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:  # said, not raised: the results are in by now
+            tail = log.read_text()[-2000:] if log is not None else ""
+            print(f"{argv[0]}: still running 30 s after SIGTERM; killed\n{tail}", file=sys.stderr)
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything left of its processes
+            process.wait(10)
+
+
+@contextmanager
+def granian_process(
+    target: str,
+    env: dict[str, str],
+    *,
+    pythonpath: Path | None = None,
+    loop: str = "auto",
+    log: Path | None = None,
+) -> Iterator[Server]:
+    """``target`` (a ``module:factory``) served by granian's command line, one worker, on a free port."""
     port = free_port()
     if pythonpath is not None:
         env = dict(env, PYTHONPATH=str(pythonpath))
     argv = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--factory"]
-    argv += ["--port", str(port), "--no-ws", "--log-level", "warning", "--backlog", "2048", target]
-    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz")
-        yield url
-    finally:
-        server.terminate()
-        server.wait(10)
+    argv += ["--port", str(port), "--no-ws", "--log-level", "warning", "--backlog", "2048"]
+    argv += ["--loop", loop, target]
+    with _server(argv, env, port, log) as server:
+        yield server
+
+
+@contextmanager
+def granian(target: str, env: dict[str, str], *, pythonpath: Path | None = None) -> Iterator[str]:
+    """``target`` served by granian, one worker, on a free port; yields its URL."""
+    with granian_process(target, env, pythonpath=pythonpath) as server:
+        yield server.url
+
+
+@contextmanager
+def jobpulse_serve(env: dict[str, str], log: Path, *, workers: int = 1) -> Iterator[Server]:
+    """``jobpulse serve`` as a user runs it (no tuning flags), on a free port; its output goes to ``log``."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "jobpulse"), "serve", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--workers", str(workers)]
+    with _server(argv, env, port, log) as server:
+        yield server
 
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -260,18 +329,21 @@ def wrk(
     threads: int = 2,
     delay_ms: int | None = None,
     timeout_s: int = 30,
+    extra_lua: str = "",
 ) -> WrkResult:
     """Load ``url`` with wrk (Debian's package), ``Authorization: Bearer token`` on every request.
 
     ``delay_ms`` makes each connection wait that long between its requests: ``connections`` pollers.
     ``timeout_s`` is wrk's answer timeout: wrk counts a slower answer as an error and leaves it out of
-    the percentiles (its default, 2 s, would hide an overloaded server's real latency).
+    the percentiles (its default, 2 s, would hide an overloaded server's real latency). ``extra_lua`` is
+    added to wrk's script (e.g. ``wrk.method``, ``wrk.body``).
     """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (scripts/bootstrap.sh --test installs it)")
     script = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
     if delay_ms is not None:
         script += f"function delay() return {delay_ms} end\n"
+    script += extra_lua
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script)
     try:

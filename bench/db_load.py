@@ -1,6 +1,6 @@
 """Database load at scale: N pollers, one request a second each, against jobpulse's progress endpoint
 (A: Redis only) and against the design it replaces (B: the job's record read from PostgreSQL), both
-served by one jobpulse API process (granian, one worker) on PostgreSQL.
+served by one ``jobpulse serve`` (as shipped: one process) on PostgreSQL.
 
     .venv/bin/python bench/db_load.py [--runs 3] [--seconds 20] [--smoke]
 """
@@ -26,7 +26,7 @@ from benchkit import (
     Target,
     WrkResult,
     app_counters,
-    granian,
+    jobpulse_serve,
     main,
     migrate,
     postgres,
@@ -39,7 +39,6 @@ from psycopg.rows import TupleRow
 
 from jobpulse.auth import mint_token
 
-API = "jobpulse.api.app:app_from_env"
 POLLERS = (1000, 5000)
 SMOKE_POLLERS = (50, 200)
 MIN_SECONDS = 20  # a poller makes one request a second: shorter runs are mostly ramp-up
@@ -184,12 +183,10 @@ def run(options: Options) -> Section:
     with ExitStack() as stack:
         pg_url = stack.enter_context(postgres())
         bench = stack.enter_context(scratch(pg_url))
-        # granian serves at most `backpressure` connections at once (default: its backlog, 2048); the
-        # pollers beyond it would wait in the accept queue, never answered.
-        env = dict(bench.env, GRANIAN_BACKPRESSURE=str(max(pollers) + 256))
+        # `jobpulse serve` sets granian's connection cap (backpressure) itself, from the fd limit.
         with ThreadPoolExecutor(1) as pool:
             migrating = pool.submit(migrate, pg_url)
-            api = stack.enter_context(granian(API, env))
+            api = stack.enter_context(jobpulse_serve(bench.env, bench.folder / "serve.log")).url
             migrating.result()
         job = seed_job(api, token, bench.redis_url)
         pg = Postgres(stack.enter_context(psycopg.connect(pg_url, autocommit=True)))
@@ -250,8 +247,8 @@ def run(options: Options) -> Section:
         for n in pollers
     ]
     how = (
-        "How: one jobpulse API process (granian, one worker) on PostgreSQL (scripts/postgres.sh: fsync "
-        "off). Each poller is a wrk connection (`wrk -t2`, Lua `delay()` of 1000 ms): it waits 1 s, "
+        "How: one `jobpulse serve` (as shipped: granian, one process) on PostgreSQL (scripts/postgres.sh: "
+        "fsync off). Each poller is a wrk connection (`wrk -t2`, Lua `delay()` of 1000 ms): it waits 1 s, "
         "sends a request, waits for the answer, waits 1 s again, and so on, so N pollers offer at most "
         f"N requests/s ({1 - 1 / seconds:.0%} of N in a {seconds} s case, for the first wait), fewer "
         "when answers are slow. "
@@ -263,9 +260,9 @@ def run(options: Options) -> Section:
         "CPU is the user+system time of the postmaster and all its processes (psutil). wrk runs with a "
         "30 s answer timeout (its default, 2 s, would count slow answers as errors and leave them out of "
         "the percentiles); an answer still pending when a case ends is not counted, so the mean answer "
-        "time comes from the requests made (Little's law). granian runs with `GRANIAN_BACKPRESSURE` above N: "
-        "by default it serves only 2,048 connections at once and the other pollers would wait in the "
-        "accept queue. The load generator, the server, Redis and PostgreSQL share the machine's cores "
+        "time comes from the requests made (Little's law). `jobpulse serve` lifts granian's cap on "
+        "connections served at once (2,048 by default) to its file descriptor limit, which it raises. "
+        "The load generator, the server, Redis and PostgreSQL share the machine's cores "
         "and the machine is noisy: the statement counts are exact, the rates are not. PostgreSQL's "
         f"statements per B request ({pollers[-1]:,} pollers): {breakdown}; and B opened "
         f"{last.sessions_per_request:.2f} new PostgreSQL connections per request (pg_stat_database "

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 from benchkit import ROOT, Chart, Options, Section, machine, table
 
 # In the order they run: the load benchmarks first, on a machine that nothing else is loading yet.
-BENCHMARKS = ["poll", "db_load", "worker_cost", "spreadsheet", "client_requests", "video", "ocr"]
+BENCHMARKS = ["poll", "batch", "db_load", "worker_cost", "spreadsheet", "client_requests", "video", "ocr"]
 
 
 def run_all(names: list[str], options: Options) -> tuple[list[Section], bool]:

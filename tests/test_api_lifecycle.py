@@ -16,6 +16,7 @@ from jobpulse.auth import mint_token
 from jobpulse.db.engine import create_db_engine
 from jobpulse.db.repository import JobRepository, VideoRepository
 from jobpulse.keys import Keyspace
+from jobpulse.progress.layout import DELETED_MARKER
 from jobpulse.settings import Settings
 from jobpulse.states import State
 from tests.conftest import SECRET, app_client
@@ -111,7 +112,7 @@ def test_delete_of_a_running_import_stops_the_worker_and_leaves_nothing(
     assert jobs.count_rows([job_id]) == 0
     assert jobs.get(job_id) is None
     assert not (settings.upload_dir / job_id).exists()
-    assert redis_client.hget(keys.progress(job_id), "owner") is None
+    assert redis_client.get(keys.progress(job_id)) == DELETED_MARKER  # names no owner
     assert_gone(http, auth, job_id)
 
 

@@ -80,3 +80,22 @@ def test_verifier_cache_is_bounded() -> None:
     for n in range(10):
         verifier.owner(mint_token(SECRET, f"user{n}", 60))
     assert len(verifier._cache) == 3
+
+
+def test_verifier_by_raw_header_caches_like_by_token() -> None:
+    verifier = TokenVerifier(SECRET, cache_seconds=60, cache_size=3)
+    token = mint_token(SECRET, "ålice", 2)
+    header = f"Bearer {token}".encode()
+    assert verifier.owner_of_header(header) == "ålice".encode()
+    assert verifier.owner_of_header(header) == "ålice".encode()  # from the header cache
+    assert verifier.owner_of_header(f"bearer  {token} ".encode()) == "ålice".encode()
+    for bad in (None, b"", b"Basic abc", b"Bearer ", b"Bearer not-a-token"):
+        with pytest.raises(AuthenticationError):
+            verifier.owner_of_header(bad)
+    for n in range(10):
+        verifier.owner_of_header(f"Bearer {mint_token(SECRET, f'user{n}', 60)}".encode())
+    assert len(verifier._headers) == 3
+    time.sleep(2.1)
+    with pytest.raises(AuthenticationError) as caught:
+        verifier.owner_of_header(header)
+    assert caught.value.code == "token_expired"

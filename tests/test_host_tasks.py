@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -23,6 +23,7 @@ from jobpulse.errors import InvalidOptions, PayloadTooLarge, ServiceUnavailable
 from jobpulse.handler import HandOff, JobRun, Requeue
 from jobpulse.keys import Keyspace
 from jobpulse.kinds import Kind, KindRegistry
+from jobpulse.progress import layout
 from jobpulse.progress.lease import Lease
 from jobpulse.settings import Settings
 from jobpulse.states import State
@@ -134,7 +135,10 @@ def no_trace_of(tracker: Tracker, owner: str) -> bool:
     context = tracker._connections()
     rows, _ = context.jobs.list_owned(owner, limit=10, cursor=None)
     pattern = context.keys.progress("*")
-    owners = {context.redis.hget(key, "owner") for key in context.redis.scan_iter(pattern, count=1000)}
+    values = (
+        cast(bytes | None, context.redis.get(key)) for key in context.redis.scan_iter(pattern, count=1000)
+    )
+    owners = {layout.fields(value).get(b"owner") for value in values if value is not None}
     return not rows and owner.encode() not in owners
 
 

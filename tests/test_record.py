@@ -11,15 +11,17 @@ import orjson
 import pytest
 
 from jobpulse.errors import InvalidRequest
+from jobpulse.progress import layout
 from jobpulse.progress.record import (
     PollPolicy,
     ProgressUpdate,
     encode_details,
     iso_ms,
+    number_text,
     progress_body,
     progress_from_job,
-    render_progress,
     render_unknown,
+    wire_number,
 )
 from jobpulse.states import State
 
@@ -112,22 +114,23 @@ def test_invalid_updates_are_refused(update: dict[str, object]) -> None:
         ProgressUpdate(**update)  # type: ignore[arg-type]
 
 
-def test_fields_encode_nulls_as_empty_and_numbers_compactly() -> None:
-    fields = ProgressUpdate(State.RUNNING, percent=50.0, current=3, total=None, message="m" * 2000).fields()
-    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
-    assert pairs["percent"] == "50"
-    assert pairs["current"] == "3"
-    assert pairs["total"] == ""
-    assert len(pairs["message"]) == 1000
+def test_numbers_are_kept_compactly_and_texts_cut() -> None:
+    update = ProgressUpdate(State.RUNNING, percent=50.0, current=3, total=None, message="m" * 2000)
+    assert number_text(50.0) == "50" and number_text(3) == "3" and number_text(2.34567) == "2.346"
+    assert wire_number(50.0) == 50 and isinstance(wire_number(50.0), int)
+    assert wire_number(2.34567) == 2.346 and wire_number(None) is None
+    assert wire_number(1e20) == 1e20  # past 64 bits an integral number stays a float (orjson's limit)
+    assert len(update.texts()["message"] or "") == 1000
 
 
 def test_stored_details_are_rendered_as_json_in_place() -> None:
     details = encode_details({"file": "b.csv", "by_category": {"ok": 3, "bad": 1}, "ratio": 0.5}, 2048)
     assert details is not None
-    fields = ProgressUpdate(State.RUNNING, details=details).fields()
-    raw = dict(zip((f.encode() for f in fields[::2]), (v.encode() for v in fields[1::2]), strict=True))
-    raw = {key: value for key, value in raw.items() if value} | {b"state": b"RUNNING", b"version": b"2"}
-    body = orjson.loads(render_progress("j", raw, 0, POLICY))
+    parts = layout.content("spreadsheet_import", ProgressUpdate(State.RUNNING, details=details)).split(
+        layout.SEP
+    )
+    stored = [b"2", b"alice", b"0", b"RUNNING", *parts, b"2026-11-27T08:00:00.000Z"]
+    body = orjson.loads(layout.render(b"j", stored, b"null"))
     assert body["details"] == {"file": "b.csv", "by_category": {"ok": 3, "bad": 1}, "ratio": 0.5}
     assert list(body).index("details") == list(body).index("error_reason") + 1
     fallback = progress_from_job(
@@ -139,8 +142,8 @@ def test_stored_details_are_rendered_as_json_in_place() -> None:
 def test_details_are_never_cut_like_text() -> None:
     details = encode_details({"names": ["x" * 96] * 15}, 2048)  # about 1,500 bytes
     assert details is not None and 1400 < len(details) <= 2048
-    pairs = ProgressUpdate(State.RUNNING, details=details).fields()
-    assert pairs[pairs.index("details") + 1] == details
+    head = layout.content("spreadsheet_import", ProgressUpdate(State.RUNNING, details=details))
+    assert layout.SEP + details.encode() + layout.SEP in head
 
 
 def test_empty_details_clear_and_a_mapping_is_kept_in_order() -> None:

@@ -14,6 +14,7 @@ import redis
 
 from jobpulse.errors import InvalidRequest, JobCancelled
 from jobpulse.keys import Keyspace
+from jobpulse.progress.layout import DELETED_MARKER
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.progress.reporter import Reporter, finish_backoff
 from jobpulse.progress.store import ProgressStore, WriteResult
@@ -263,7 +264,10 @@ def test_check_cancelled_sees_the_marker_a_deleted_job_leaves(
     reporter = reporter_for(store, job)
     reporter.check_cancelled()
     key = store.keys.progress(job)
-    redis_client.delete(key)  # what DELETE /jobs/{id}/ leaves (api/lifecycle.py)
+    redis_client.set(key, DELETED_MARKER)  # what DELETE /jobs/{id}/ leaves (api/lifecycle.py)
+    with pytest.raises(JobCancelled):
+        reporter.check_cancelled()
+    redis_client.delete(key)  # the marker jobpulse < 0.6 left, a hash
     redis_client.hset(key, mapping={"state": "CANCELLED", "version": 0, "deleted": 1})
     with pytest.raises(JobCancelled):
         reporter.check_cancelled()

@@ -217,6 +217,31 @@ def test_prefixed_and_unusual_cell_tags_are_still_placed(tmp_path: Path) -> None
     assert rejection(raw_xlsx(tmp_path / "twice.xlsx", twice)) == CORRUPT  # not well-formed XML
 
 
+def test_cells_past_the_first_chunk_are_judged_as_in_it(tmp_path: Path) -> None:
+    """Past its first 256 KB a sheet is searched for misfits only (dimensions._misfit): a far column, a
+    new column, a deep row, a late or repeated ``r`` there get the verdicts the tag-by-tag scan gives."""
+    rows = "".join(
+        f'<row r="{r}">' + "".join(cell(f"{c}{r}") for c in "ABCDEF") + "</row>" for r in range(1, 20_001)
+    )
+    assert len(rows) > 4 * 256 * 1024
+
+    def last(row: str) -> Path:
+        return raw_xlsx(tmp_path / "big.xlsx", rows + f'<row r="20001">{row}</row>')
+
+    assert "16,384 columns" in rejection(last(cell("XFD20001")), DEFAULT)
+    deep = raw_xlsx(tmp_path / "deep.xlsx", rows + f'<row r="2000000">{cell("A2000000")}</row>')
+    assert "1,999,999 data rows" in rejection(deep, DEFAULT)
+    assert rejection(last('<c r="A20001" t="n" r="F20001"><v>1</v></c>'), DEFAULT) == CORRUPT
+    assert len(read(last(cell("G20001")), DEFAULT).header) == 7
+    late = '<c s="0" r="A20001"><v>1</v></c><c t="n" r="H20001"><v>1</v></c>'
+    sheet = read(last(late), DEFAULT)
+    assert (len(sheet.header), sheet.total_rows) == (8, 20_000)
+    narrow = SpreadsheetLimits(10**9, 20_000, max_cells=6 * 20_001)
+    assert read(last(cell("F20001")), narrow).total_rows == 20_000
+    one_more = raw_xlsx(tmp_path / "one_more.xlsx", rows + f'<row r="20002">{cell("F20002")}</row>')
+    assert "20,001 data rows" in rejection(one_more, narrow)
+
+
 def test_valueless_cells_and_a_lying_dimension_do_not_count(tmp_path: Path) -> None:
     data = f'<row r="1">{cell("A1")}<c r="XFD1" s="1"/></row><row r="2">{cell("A2")}</row><row r="900000"/>'
     path = raw_xlsx(tmp_path / "styled.xlsx", data, before='<dimension ref="A1:XFD1048576"/>')

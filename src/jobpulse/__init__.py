@@ -33,7 +33,7 @@ if typing.TYPE_CHECKING:
     from jobpulse.settings import Settings
     from jobpulse.tracker import Tracker
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "TERMINAL_STATES",

@@ -79,6 +79,27 @@ class TokenVerifier:
         self._cache_size = cache_size
         # token -> (owner, trust until: min(exp, verified_at + cache_seconds))
         self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # a raw Authorization header -> (owner as UTF-8, the same trust until), for the poll path
+        self._headers: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+
+    def owner_of_header(self, header: bytes | None) -> bytes:
+        """The owner (UTF-8) that a raw ``Authorization: Bearer`` header names, or 401: :meth:`owner`
+        cached by the header's bytes, so a poll neither parses the header nor encodes the owner."""
+        if header is not None:
+            hit = self._headers.get(header)
+            if hit is not None and time.time() < hit[1]:
+                return hit[0]
+        token = bearer_token(header)
+        owner = self.owner(token).encode()
+        trusted = self._cache.get(token)
+        if header is not None and trusted is not None:  # the same steps as owner()'s, one dict op each
+            self._headers[header] = (owner, trusted[1])
+            while len(self._headers) > self._cache_size:
+                try:
+                    self._headers.popitem(last=False)
+                except KeyError:
+                    break
+        return owner
 
     def owner(self, token: str) -> str:
         """The owner id a valid token names; raises :class:`AuthenticationError` otherwise."""

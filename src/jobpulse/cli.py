@@ -150,36 +150,45 @@ def _wait_http(url: str, group: ProcessGroup, timeout: float = 60.0) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="Server processes")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Server processes")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True)
 @_DATA_DIR
 def serve(host: str, port: int, workers: int, server: str, data_dir: Path | None) -> None:
-    """Run the API server (REDIS_URL, DATABASE_URL and JOBPULSE_SECRET_KEY from the environment)."""
+    """Run the API server (REDIS_URL, DATABASE_URL and JOBPULSE_SECRET_KEY from the environment).
+
+    Tuned without flags (docs/operations.md): uvloop, hiredis, no cap below the file descriptor limit
+    on open connections, which is raised to its hard limit; with ``--workers`` above 1, /metrics sums
+    every process's counts.
+    """
+    from jobpulse.serving import BACKLOG, granian_server, metrics_dir, raise_fd_limit
+
     settings = _server_settings(data_dir)
     try:
         settings.require_redis_url()
         settings.require_secret_key()
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc
+    fds = raise_fd_limit()
+    click.echo(f"jobpulse serve: file descriptor limit {fds}", err=True)
     target = "jobpulse.api.app:app_from_env"
-    if server == "uvicorn":
-        import uvicorn
+    with metrics_dir(workers) as shared:
+        if shared is not None:
+            click.echo(f"jobpulse serve: the processes share their metrics through {shared}", err=True)
+        if server == "uvicorn":
+            import uvicorn
 
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="warning")
-        return
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        target,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        factory=True,
-        log_access=False,
-        backlog=2048,
-    ).serve()
+            # uvicorn picks uvloop and httptools when installed.
+            uvicorn.run(
+                target,
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                backlog=BACKLOG,
+            )
+            return
+        granian_server(target, host, port, workers, fds).serve()
 
 
 @main.command()

@@ -2,8 +2,9 @@
 
 The keyspace at a glance (``P`` is ``Settings.key_prefix``, ``jp:`` by default)::
 
-    P p:{id}        hash   the progress record of job or video {id}; TTL active / terminal
-    P ev:{id}       channel  each accepted progress write is PUBLISHed here (for push clients)
+    P p:{id}        string the progress record of job or video {id}: a header and the pre-rendered
+                           body (jobpulse.progress.layout); TTL active / terminal
+    P ev:{id}       channel  each accepted progress write's body is PUBLISHed here (for push clients)
     P lock:{id}     string the lease of the worker running {id}; TTL job_lock_seconds
     P retry:{id}    string set when a started job meets a Redis or database error and waits for its retry
                            (the retry's start is not counted again); TTL the longest retry delay + a lease
@@ -43,7 +44,7 @@ class Keyspace:
         )
 
     def progress(self, job_id: str) -> str:
-        """The progress record's hash."""
+        """The progress record (a string: header and pre-rendered body)."""
         return f"{self.prefix}p:{job_id}"
 
     def events(self, job_id: str) -> str:

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
+import redis.asyncio.connection
 from fastapi import Depends, FastAPI
+from sqlalchemy import Engine, event
 
 from jobpulse import __version__
 from jobpulse.api.deps import Services, track_route
 from jobpulse.api.handlers import install_error_handlers
 from jobpulse.api.layer import ProgressEndpoint, ProgressLayer
 from jobpulse.api.limits import BodyLimits
-from jobpulse.api.metrics import Metrics
+from jobpulse.api.metrics import Metrics, multiprocess_mode
 from jobpulse.api.openapi import document_kinds
 from jobpulse.api.ratelimit import SubmissionLimiter
 from jobpulse.api.routes import batch, health, jobs, videos
 from jobpulse.api.routes import kinds as kinds_routes
 from jobpulse.auth import TokenVerifier
 from jobpulse.broker import create_celery
-from jobpulse.db.engine import StatementCounter, create_db_engine
+from jobpulse.db.engine import StatementCounter, create_db_engine, current_route
 from jobpulse.db.repository import JobRepository, VideoRepository
 from jobpulse.keys import Keyspace
 from jobpulse.kinds import KindRegistry
@@ -30,7 +36,26 @@ from jobpulse.progress.record import PollPolicy
 from jobpulse.progress.store import AsyncProgressStore
 from jobpulse.settings import Settings
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "runtime_stack"]
+
+
+def runtime_stack() -> str:
+    """What this server process runs on, checked now: its event loop, Redis parser and JSON library,
+    and whether its metrics are shared across processes. Call it inside the running loop."""
+    loop = type(asyncio.get_running_loop())
+    parser = redis.asyncio.connection.DefaultParser.__name__.lstrip("_")
+    metrics = "multiprocess" if multiprocess_mode() else "this process"
+    return (
+        f"pid {os.getpid()}: event loop {loop.__module__}.{loop.__qualname__}, Redis parser {parser}, "
+        f"JSON orjson {orjson.__version__}, metrics {metrics}"
+    )
+
+
+def _count_statements(engine: Engine, metrics: Metrics) -> None:
+    def count(*_args: Any, **_kwargs: Any) -> None:
+        metrics.count_statement(current_route.get())
+
+    event.listen(engine, "before_cursor_execute", count)
 
 
 def create_app(settings: Settings, kinds: KindRegistry | None = None) -> Any:
@@ -51,7 +76,8 @@ def create_app(settings: Settings, kinds: KindRegistry | None = None) -> Any:
         cache_size=settings.token_cache_size,
     )
     policy = PollPolicy.from_settings(settings)
-    metrics = Metrics(statements)
+    metrics = Metrics()
+    _count_statements(engine, metrics)
     services = Services(
         settings=settings,
         store=store,
@@ -68,6 +94,8 @@ def create_app(settings: Settings, kinds: KindRegistry | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # One line per server process, so that what it runs on is seen, not assumed.
+        print(f"jobpulse api {runtime_stack()}", file=sys.stderr, flush=True)
         yield
         await services.aclose()
 

@@ -1,6 +1,7 @@
 """The progress read path: Redis only, zero SQL, and lean enough to run near a bare ASGI app's speed.
 
-:class:`ProgressEndpoint` answers a progress request from one ``HGETALL``; :class:`ProgressLayer` is a
+:class:`ProgressEndpoint` answers a progress request from one ``GET`` of the record, whose body was
+rendered when the worker wrote it (:mod:`jobpulse.progress.layout`); :class:`ProgressLayer` is a
 small ASGI layer in front of FastAPI that serves the progress routes with it directly, because the
 framework's per-request machinery costs more than the work itself (docs/architecture.md has the numbers).
 FastAPI declares the same routes (for OpenAPI) and calls the same endpoint, so both paths answer alike.
@@ -11,8 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -22,11 +22,12 @@ from starlette.responses import Response
 from jobpulse.api.errors import error_reply
 from jobpulse.api.limits import BodyLimits, CountedReceive, declared_length, too_large
 from jobpulse.api.metrics import Metrics
-from jobpulse.auth import TokenVerifier, bearer_token
+from jobpulse.auth import TokenVerifier
 from jobpulse.errors import InvalidRequest, JobpulseError
 from jobpulse.ids import is_job_id
 from jobpulse.kinds import KindRegistry
-from jobpulse.progress.record import PollPolicy, progress_body, render_progress, render_unknown, unknown_body
+from jobpulse.progress.layout import PARTS, SEP, Hints, render
+from jobpulse.progress.record import PollPolicy, render_unknown
 from jobpulse.progress.store import AsyncProgressStore
 
 __all__ = ["BATCH_LIMIT", "ProgressEndpoint", "ProgressLayer", "Reply"]
@@ -39,12 +40,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BATCH_LIMIT = 500  # ids per batch request (the contract's limit)
 
-_COMMON = [(b"content-type", b"application/json"), (b"cache-control", b"private, no-cache")]
+_JSON = (b"content-type", b"application/json")
+_NO_CACHE = (b"cache-control", b"private, no-cache")
+_COMMON = [_JSON, _NO_CACHE]
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete HTTP answer."""
+class Reply(NamedTuple):
+    """A complete HTTP answer (a tuple: built on every poll)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -74,23 +76,27 @@ class ProgressEndpoint:
         self.store = store
         self.verifier = verifier
         self.policy = policy
-        self.video_kinds = frozenset(name.encode() for name in kinds.names("videos"))
+        self.video_kinds = frozenset(orjson.dumps(name) for name in kinds.names("videos"))  # as stored
+        self.hints = Hints(policy)
 
     async def reply(
         self, job_id: str, authorization: bytes | None, if_none_match: bytes | None, videos: bool
     ) -> Reply:
         try:
-            owner = self.verifier.owner(bearer_token(authorization)).encode()
-            raw = await self.store.read(job_id) if is_job_id(job_id) else None
+            owner = self.verifier.owner_of_header(authorization)
+            value = await self.store.read_stored(job_id) if is_job_id(job_id) else None
         except JobpulseError as exc:
             return Reply(*error_reply(exc))
-        if raw is None or raw.get(b"owner") != owner or (raw.get(b"kind") in self.video_kinds) is not videos:
+        if value is None:
             return Reply(200, _COMMON, render_unknown(job_id, self.policy))
-        etag = b'"' + raw[b"version"] + b'"'
+        parts = value.split(SEP)
+        if len(parts) != PARTS or parts[1] != owner or (parts[4] in self.video_kinds) is not videos:
+            return Reply(200, _COMMON, render_unknown(job_id, self.policy))
+        etag = b'"' + parts[0] + b'"'
         if if_none_match is not None and _etag_matches(if_none_match, etag):
             return Reply(304, [(b"etag", etag), (b"cache-control", b"private, no-cache")], b"")
-        body = render_progress(job_id, raw, int(time.time() * 1000), self.policy)
-        return Reply(200, [*_COMMON, (b"etag", etag)], body)
+        body = render(job_id.encode(), parts, self.hints.hint(parts[3], parts[2]))
+        return Reply(200, [_JSON, _NO_CACHE, (b"etag", etag), (b"content-length", b"%d" % len(body))], body)
 
     async def response(self, request: Request, job_id: str, *, videos: bool) -> Response:
         """The same answer for FastAPI's progress routes, which serve it when the layer is not in front
@@ -116,14 +122,17 @@ class ProgressEndpoint:
         records = dict(zip(valid, await self.store.read_many(valid), strict=True)) if valid else {}
         now_ms = int(time.time() * 1000)
         owner_bytes = owner.encode()
-        items: dict[str, Any] = {}
+        hint = self.hints.hint
+        items: list[bytes] = []
         for sent, normal in wanted.items():
-            raw = records.get(normal)
-            if raw is None or raw.get(b"owner") != owner_bytes:
-                items[sent] = unknown_body(normal, self.policy)
+            value = records.get(normal)
+            parts = value.split(SEP) if value is not None else None
+            if parts is not None and len(parts) == PARTS and parts[1] == owner_bytes:
+                body = render(normal.encode(), parts, hint(parts[3], parts[2], now_ms))
             else:
-                items[sent] = progress_body(normal, raw, now_ms, self.policy)
-        return orjson.dumps({"items": items})
+                body = render_unknown(normal, self.policy)
+            items.append(orjson.dumps(sent) + b":" + body)
+        return b'{"items":{' + b",".join(items) + b"}}"
 
 
 # /jobs/{id}/progress/ and /media/videos/{id}/progress/ (the trailing slash is optional).
@@ -226,8 +235,8 @@ class ProgressLayer:
 
 async def _send_reply(send: Send, reply: Reply, *, head: bool = False, close: bool = False) -> None:
     headers = reply.headers
-    if reply.body:
-        headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
+    if reply.body and headers[-1][0] != b"content-length":  # a progress answer brings its own
+        headers = [*headers, (b"content-length", b"%d" % len(reply.body))]
     if close:  # the body was not read: the connection cannot carry another request
         headers = [*headers, (b"connection", b"close")]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

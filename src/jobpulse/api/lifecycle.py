@@ -19,6 +19,7 @@ from jobpulse.db.repository import NewJob
 from jobpulse.errors import Conflict, JobpulseError, ServiceUnavailable
 from jobpulse.ids import new_job_id
 from jobpulse.kinds import Kind, Upload
+from jobpulse.progress.layout import DELETED_MARKER
 from jobpulse.progress.record import ProgressUpdate, progress_body, progress_from_job
 from jobpulse.progress.store import REDIS_ERRORS, UNREACHABLE
 from jobpulse.retention import remove_files
@@ -121,13 +122,8 @@ async def remove(services: Services, record: Tracked, kind: Kind) -> None:
 
 async def _bury_progress(services: Services, job_id: str) -> None:
     store = services.store
-    key = store.keys.progress(job_id)
-    try:
-        async with store.client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={"state": State.CANCELLED.value, "version": 0, "deleted": 1})
-            pipe.pexpire(key, store.keys.terminal_ttl_ms)
-            await pipe.execute()
+    try:  # one SET replaces the record (of either layout) whole
+        await store.client.set(store.keys.progress(job_id), DELETED_MARKER, px=store.keys.terminal_ttl_ms)
     except REDIS_ERRORS as exc:
         raise ServiceUnavailable(UNREACHABLE) from exc
 

@@ -4,49 +4,32 @@ The SQL count per route is how operators see the zero-SQL rule hold in productio
 from a closed set, so no client can create series: methods outside the standard ones count as
 ``other``, paths no route matched as ``unmatched`` (the callers pass route templates, never raw paths).
 
-The progress layer counts here, so this module does not import the database: the SQL counts come from
-any :class:`StatementCounts` (in the app, :class:`jobpulse.db.engine.StatementCounter`).
+With ``PROMETHEUS_MULTIPROC_DIR`` set before prometheus-client is first imported (``jobpulse serve
+--workers N`` sets it), every server process writes its counts to a file there and a scrape of any
+process sums them all (prometheus-client's multiprocess mode).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Protocol
+from prometheus_client import CollectorRegistry, Counter, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
-
-__all__ = ["METHODS", "Metrics", "StatementCounts"]
+__all__ = ["METHODS", "Metrics", "multiprocess_mode"]
 
 # The methods counted under their own name (RFC 9110's, and PATCH); any other is "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
-class StatementCounts(Protocol):
-    """SQL statements counted by the route that ran them."""
-
-    @property
-    def by_route(self) -> Mapping[str, int]: ...
-
-
-class _SqlCollector(Collector):
-    def __init__(self, counter: StatementCounts) -> None:
-        self._counter = counter
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "jobpulse_sql_statements", "SQL statements executed, by the route that ran them", labels=["route"]
-        )
-        for route, count in sorted(self._counter.by_route.items()):
-            family.add_metric([route], count)
-        yield family
+def multiprocess_mode() -> bool:
+    """Whether this process's counters are shared through files (decided when prometheus-client was
+    imported, from ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return values.ValueClass is not values.MutexValue
 
 
 class Metrics:
-    """The app's registry and the counters the request path increments."""
+    """The app's registry and the counters the request path and the database increment."""
 
-    def __init__(self, statements: StatementCounts) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "jobpulse_http_requests",
@@ -54,11 +37,19 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
-        self.registry.register(_SqlCollector(statements))
+        self.statements = Counter(
+            "jobpulse_sql_statements",
+            "SQL statements executed, by the route that ran them",
+            ["route"],
+            registry=self.registry,
+        )
+        self.multiprocess = multiprocess_mode()
+        # Label children are cached: looking one up hashes and validates its labels on every call.
         self._children: dict[tuple[str, str, int], Counter] = {}
+        self._statement_children: dict[str, Counter] = {}
 
     def count_request(self, method: str, route: str, status: int) -> None:
-        """Count one answered request (label children are cached: this runs on every poll)."""
+        """Count one answered request (this runs on every poll)."""
         if method not in METHODS:
             method = "other"
         key = (method, route, status)
@@ -67,6 +58,17 @@ class Metrics:
             child = self._children[key] = self.requests.labels(method, route, str(status))
         child.inc()
 
+    def count_statement(self, route: str) -> None:
+        """Count one SQL statement run for ``route`` (a route template, or "-" outside a route)."""
+        child = self._statement_children.get(route)
+        if child is None:
+            child = self._statement_children.setdefault(route, self.statements.labels(route))
+        child.inc()
+
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format: every server process's counts in multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

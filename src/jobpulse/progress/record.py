@@ -1,8 +1,8 @@
 """The progress record: what a worker writes, and the body every progress endpoint answers.
 
-A record is a Redis hash of short string fields (see :mod:`jobpulse.keys`); absent fields are null.
-Rendering is on the hot path of every poll, so it works on the raw ``HGETALL`` reply and returns bytes;
-``details`` is stored as JSON text, checked when it is written, and inserted into the body unparsed.
+The body is rendered when a worker writes (:mod:`jobpulse.progress.layout` stores it pre-rendered);
+:func:`progress_body` builds the same body from a record's field dict, for the callers that want a dict.
+``details`` is JSON text, checked when it is written, and inserted into the body unparsed.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ from jobpulse.settings import Settings
 from jobpulse.states import State
 
 __all__ = [
+    "UPDATE_FIELDS",
     "PollPolicy",
     "ProgressUpdate",
     "encode_details",
+    "number_text",
     "progress_body",
     "progress_from_job",
     "render_progress",
     "render_unknown",
     "unknown_body",
+    "wire_number",
 ]
 
 # Fields a writer sets; "updated_at" and "version" are the Lua script's.
@@ -73,21 +76,13 @@ class ProgressUpdate:
             if not isinstance(parsed, dict):
                 raise InvalidRequest("details must be the JSON text of an object")
 
-    def fields(self) -> list[str]:
-        """The field/value pairs the Lua script takes; an empty value removes the field."""
-        out: list[str] = []
-        for name in UPDATE_FIELDS:
-            value = getattr(self, name)
-            out.append(name)
-            if value is None:
-                out.append("")
-            elif name == "details":
-                out.append(value)
-            elif isinstance(value, str):
-                out.append(value[:_TEXT_LIMIT])
-            else:
-                out.append(_number(value))
-        return out
+    def texts(self) -> dict[str, str | None]:
+        """``stage``, ``message`` and ``error_reason`` as stored: cut to their limit."""
+        return {
+            "stage": None if self.stage is None else self.stage[:_TEXT_LIMIT],
+            "message": None if self.message is None else self.message[:_TEXT_LIMIT],
+            "error_reason": None if self.error_reason is None else self.error_reason[:_TEXT_LIMIT],
+        }
 
 
 def encode_details(details: Mapping[str, Any], max_bytes: int) -> str | None:
@@ -128,10 +123,24 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
+    """A number as a record keeps it: an integer without ``.0``, else at most 3 decimals."""
     if float(value).is_integer():
         return str(int(value))
     return repr(round(float(value), 3))
+
+
+_INT_LIMIT = 2**63  # orjson writes integers up to 64 bits
+
+
+def wire_number(value: float | None) -> int | float | None:
+    """A number as the body shows it: what :func:`number_text` keeps, an int where it is integral."""
+    if value is None:
+        return None
+    number = float(value)
+    if number.is_integer() and abs(number) < _INT_LIMIT:
+        return int(number)
+    return round(number, 3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
 from pyexpat import ExpatError, ParserCreate
@@ -222,7 +223,7 @@ def check_xlsx_part(
     out the valueless cells that the quick bound counts.
     """
     with archive.open(member) as stream:
-        quick = _quick_area(stream, sheet)
+        quick = _quick_area(stream, sheet, limits, header_row)
     if quick is not None:
         try:
             check_area(quick, limits, header_row)
@@ -239,51 +240,123 @@ def check_xlsx_part(
 # openpyxl write (r first, once, quoted; then well-formed attributes) gives its row and column; any other
 # tag gives empty groups, and the exact scan takes over. calamine reads attributes with its own loose
 # parser, so only this form is sure to mean the same position to both.
-_CELL_FORM = (
-    rb"c(?:\s+r\s*=\s*\"([A-Za-z]{1,3})([0-9]{1,7})\""
-    rb"(?:\s+(?!r\s*=)[A-Za-z_][\w.:-]*\s*=\s*(?:\"[^\"<]*\"|'[^'<]*'))*\s*/?>"
-    rb"|(?=[\s/>]))"
-)
+# Possessive (*+, ++): the same matches as the plain quantifiers here (nothing after a name, a value or
+# the attribute list can begin inside one), without the backtracking bookkeeping: 15% faster.
+_ATTRIBUTES = rb"(?:\s++(?!r\s*=)[A-Za-z_][\w.:-]*+\s*+=\s*+(?:\"[^\"<]*+\"|'[^'<]*+'))*+\s*+/?>"
+_CELL_FORM = rb"c(?:\s+r\s*=\s*\"([A-Za-z]{1,3})([0-9]{1,7})\"" + _ATTRIBUTES + rb"|(?=[\s/>]))"
 _CELL = re.compile(rb"<" + _CELL_FORM)
 _PREFIXED_CELL = re.compile(rb"<(?:[^\s<>/!?\"'=]*:)?" + _CELL_FORM)  # calamine matches the local name
 _QUICK_CHUNK = 4 << 20
+_FIRST_CHUNK = 256 << 10  # read tag by tag: it shows the columns the sheet uses to the faster search
+_FAST_COLUMNS = 64  # past this many distinct columns, every chunk goes through findall
 
 
-def _quick_area(stream: IO[bytes], sheet: str) -> UsedArea | None:
+def _at_most(limit: int) -> bytes:
+    """A pattern for the decimal numbers 1..``limit`` written without leading zeros."""
+    digits = str(limit).encode()
+    choices = [rb"[1-9][0-9]{0,%d}" % (len(digits) - 2)] if len(digits) > 1 else []
+    for at, digit in enumerate(digits):
+        lowest = ord("1") if at == 0 else ord("0")
+        if digit > lowest:
+            choices.append(digits[:at] + b"[%c-%c][0-9]{%d}" % (lowest, digit - 1, len(digits) - at - 1))
+    choices.append(digits)
+    return b"|".join(choices)
+
+
+def _misfit(letters: set[bytes], max_row: int) -> re.Pattern[bytes]:
+    """Finds a cell tag that is not in the plain form, or is in the plain form with a column not in
+    ``letters`` or a row over ``max_row``: a chunk where it finds none holds only plain tags, in those
+    columns, up to that row. (It reads every attribute, as the tag-by-tag pattern does: reading ``r``
+    alone would be 2x faster again, but would let calamine, not the exact scan, judge a malformed tag.)"""
+    columns = b"|".join(re.escape(text) for text in sorted(letters, key=len, reverse=True))
+    return re.compile(
+        rb'<c(?=[\s/>])(?!\s+r\s*=\s*"(?:'
+        + columns
+        + rb')(?=[0-9]{1,7}")0*(?:'
+        + _at_most(max_row)
+        + rb')"'
+        + _ATTRIBUTES
+        + rb")"
+    )
+
+
+def _misfit_search(
+    letters: set[bytes], max_row: int, limits: SpreadsheetLimits, header_row: int
+) -> tuple[re.Pattern[bytes] | None, int]:
+    """:func:`_misfit` for the columns seen and the most rows the limits allow with them, and that row
+    count; None when there are too many columns to list, or the sheet is over the limits already."""
+    if len(letters) > _FAST_COLUMNS:
+        return None, 0
+    numbers = [_column_number(text) for text in letters]
+    columns = max(numbers) - min(numbers) + 1
+    rows = min(header_row + limits.max_rows, limits.max_cells // columns)
+    if columns > limits.max_columns or rows < max(max_row, 1):
+        return None, 0
+    return _misfit(letters, rows), rows
+
+
+def _quick_area(stream: IO[bytes], sheet: str, limits: SpreadsheetLimits, header_row: int) -> UsedArea | None:
     """An upper bound of the used area from the cells' ``r`` attributes alone, at C speed (a regular
     expression over the inflated XML, cut between tags); None when it cannot be sure: a cell tag not in
     the plain form (calamine may place it by counting), or text that is not ASCII-compatible XML.
 
     Every cell tag is counted, even in a comment or without a value, so the bound can only be too large.
+    Once a chunk has shown the sheet's columns, a later chunk is only searched for a cell that does not
+    fit them and the largest row the limits allow (:func:`_misfit`; no object per cell, ~1.7x faster); only
+    a chunk where that search finds one is read tag by tag, and it then counts rows up to that ceiling.
     """
-    tags = max_row = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="inflate") as inflater:
+        return _scan(stream, sheet, limits, header_row, inflater)
+
+
+def _scan(
+    stream: IO[bytes],
+    sheet: str,
+    limits: SpreadsheetLimits,
+    header_row: int,
+    inflater: ThreadPoolExecutor,
+) -> UsedArea | None:
+    """:func:`_quick_area`'s loop. The next chunk is inflated by ``inflater`` while this one is
+    searched: zlib lets go of the interpreter lock, so on two cores the inflating costs no time."""
+    tags = max_row = ceiling = fits = 0
     letters: set[bytes] = set()
+    misfit: re.Pattern[bytes] | None = None
     tail = b""
-    chunk = stream.read(_QUICK_CHUNK)
+    chunk = stream.read(_FIRST_CHUNK)
     if 0 in chunk[:4] or chunk[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return None  # UTF-16 or UTF-32: expat reads it, a pattern over bytes does not
+    ahead = inflater.submit(stream.read, _QUICK_CHUNK)
     while True:
         data = tail + chunk
         cut = data.rfind(b"<") if chunk else len(data)
         body, tail = data[:cut], data[cut:]
         if len(tail) > _QUICK_CHUNK:
             return None
-        found = (_PREFIXED_CELL if b":c" in body else _CELL).findall(body)
-        if found:
-            tags += len(found)
-            letters.update(map(itemgetter(0), found))
-            if b"" in letters:
-                return None
-            max_row = max(max_row, *map(int, set(map(itemgetter(1), found))))
+        prefixed = b":c" in body
+        if misfit is not None and not prefixed and misfit.search(body) is None:
+            tags += body.count(b"<c")  # every cell tag, and a few other tags (<col>, <cfRule>)
+            ceiling = max(ceiling, fits)
+        else:
+            found = (_PREFIXED_CELL if prefixed else _CELL).findall(body)
+            if found:
+                tags += len(found)
+                seen = len(letters)
+                letters.update(map(itemgetter(0), found))
+                if b"" in letters:
+                    return None
+                max_row = max(max_row, *map(int, set(map(itemgetter(1), found))))
+                if len(letters) != seen or misfit is None:
+                    misfit, fits = _misfit_search(letters, max_row, limits, header_row)
         if not chunk:
             break
-        chunk = stream.read(_QUICK_CHUNK)
+        chunk = ahead.result()
+        ahead = inflater.submit(stream.read, _QUICK_CHUNK)
     if not tags:
         return UsedArea(sheet)
     if max_row == 0:
         return None  # calamine refuses row 0; let the exact scan say so
     columns = [_column_number(text) for text in letters]
-    return UsedArea(sheet, max_row, max(columns) - min(columns) + 1, tags)
+    return UsedArea(sheet, max(max_row, ceiling), max(columns) - min(columns) + 1, tags)
 
 
 def _column_number(letters: bytes) -> int:

@@ -11,7 +11,6 @@ import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from jobpulse.db.repository import JobRepository
@@ -78,7 +77,11 @@ class SpreadsheetImport:
         rejected = processed = errors_total = 0
         max_errors = settings.spreadsheet_max_errors
         batch_rows = settings.spreadsheet_batch_rows
-        with _tuned_for_the_row_loop(), BatchWriter(partial(rows.insert_rows, job.id)) as writer:
+        with (
+            _tuned_for_the_row_loop(),
+            rows.row_inserter(job.id) as insert,
+            BatchWriter(insert) as writer,
+        ):
             for row_number, values in sheet.rows():
                 data, row_errors = validator.validate(row_number, values)
                 processed += 1

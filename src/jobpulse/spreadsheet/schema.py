@@ -318,7 +318,12 @@ def _to_email(value: object) -> object:
     if type(value) is str:
         text = value.strip()
         local, at, domain = text.partition("@")  # a second "@" ends up in domain, which then fails
-        if at and len(text) <= 254 and _EMAIL_LOCAL.fullmatch(local):
+        # ASCII letters and digits alone (isalnum() by itself would pass "é") need no regex.
+        if (
+            at
+            and len(text) <= 254
+            and ((local.isalnum() and local.isascii()) or _EMAIL_LOCAL.fullmatch(local))
+        ):
             lowered = _EMAIL_DOMAINS.get(domain)
             if lowered is None:
                 lowered = domain.lower() if _EMAIL_DOMAIN.fullmatch(domain) else ""

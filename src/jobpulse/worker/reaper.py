@@ -42,6 +42,7 @@ from jobpulse.broker import send_job
 from jobpulse.db.models import Tracked
 from jobpulse.db.repository import as_utc
 from jobpulse.kinds import resolve
+from jobpulse.progress import layout
 from jobpulse.progress.lua import lua_source
 from jobpulse.progress.record import ProgressUpdate
 from jobpulse.retention import prune
@@ -244,9 +245,10 @@ def _mirror_finished(context: WorkerContext, since: datetime, report: PassReport
         return
     with context.redis.pipeline(transaction=False) as pipe:
         for record in ended:
-            pipe.hget(keys.progress(record.id), "state")
-        states = pipe.execute()
-    for record, state in zip(ended, states, strict=True):
+            pipe.get(keys.progress(record.id))
+        stored = pipe.execute(raise_on_error=False)  # a hash of jobpulse < 0.6 answers WRONGTYPE
+    for record, value in zip(ended, stored, strict=True):
+        state = layout.state_of(value) if isinstance(value, bytes) else None
         if state is not None and state.decode() == record.state:
             continue
         result = mirror_terminal(context, record)
